@@ -1,0 +1,51 @@
+"""The application factory: migrate and open the archive at start-up, mount the routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import health
+from service.api import router as api_router
+from service.dicom.endpoints import router as dicomweb_router
+from service.error_handlers import install_error_handlers
+from service.log_config import configure_logging, get_logger
+from service.middleware import RequestContextMiddleware
+from service.runtime import open_runtime
+from service.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Return the Vigil application for these settings (the environment's by default)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = open_runtime(settings)
+        app.state.settings = settings
+        app.state.runtime = runtime
+        app.state.session_factory = runtime.session_factory
+        app.state.archive = runtime.archive
+        log.info("app.started", environment=settings.environment.value)
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="Vigil",
+        version="0.1.0",
+        summary="Decision support for medical images. The AI assists; the clinician decides.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(dicomweb_router, prefix="/dicomweb")
+    app.include_router(api_router, prefix="/api/v1")
+    return app

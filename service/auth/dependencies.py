@@ -1,0 +1,54 @@
+"""Who is calling, and may they: one permission dependency per route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import service as auth_service
+from service.auth.roles import Permission, allows
+from service.auth.service import Principal
+from service.db import session_scope
+from service.deps import get_session_factory
+from service.errors import Forbidden, NotAuthenticated
+from service.log_config import get_logger
+
+log = get_logger(__name__)
+
+
+def get_principal(request: Request) -> Principal:
+    """Return the caller named by ``Authorization: Bearer <token>``; 401 without one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if not header:
+        raise NotAuthenticated("this route needs an API token: Authorization: Bearer <token>")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+    with session_scope(get_session_factory(request)) as session:
+        principal = auth_service.authenticate_token(session=session, secret=secret.strip())
+    request.state.principal = principal
+    return principal
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """Return a dependency that lets through only callers whose role holds a permission."""
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not allows(principal.role, permission):
+            log.info("auth.forbidden", role=principal.role.value, permission=permission.value)
+            raise Forbidden(
+                f"role {principal.role.value!r} may not do this (needs {permission.value!r})"
+            )
+        return principal
+
+    check.__name__ = f"require_{permission.name.lower()}"
+    return check
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+DicomStorer = Annotated[Principal, Depends(require(Permission.DICOM_STORE))]
+DicomReader = Annotated[Principal, Depends(require(Permission.DICOM_READ))]
+AccessLogReader = Annotated[Principal, Depends(require(Permission.ACCESS_LOG_READ))]
+AnyRole = Annotated[Principal, Depends(require(Permission.WHOAMI))]

@@ -1,0 +1,32 @@
+"""The four roles and what each may do (DESIGN.md, "Security model")."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    INTEGRATION = "integration"  # a viewer or PACS: store, query, retrieve, request analyses
+    CLINICIAN = "clinician"  # reviews images and overlays
+    AUDITOR = "auditor"  # bias reports, read-only, de-identified by default
+    ADMIN = "admin"  # manages users and tokens, reads the access log, may do everything
+
+
+class Permission(StrEnum):
+    DICOM_STORE = "dicom:store"
+    DICOM_READ = "dicom:read"
+    ACCESS_LOG_READ = "access-log:read"
+    WHOAMI = "whoami"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.INTEGRATION: frozenset({Permission.DICOM_STORE, Permission.DICOM_READ, Permission.WHOAMI}),
+    Role.CLINICIAN: frozenset({Permission.DICOM_READ, Permission.WHOAMI}),
+    Role.AUDITOR: frozenset({Permission.WHOAMI}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    """Return whether a role holds a permission."""
+    return permission in ROLE_PERMISSIONS[role]

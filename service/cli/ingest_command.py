@@ -1,0 +1,43 @@
+"""``vigil ingest PATH...``: files, folders and zip files, with a progress bar and a summary."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import click
+
+from service.cli.context import cli_principal, runtime_for_cli
+from service.dicom.ingest_files import ingest_paths
+from service.dicom.sources import SourceItem, count_items
+from service.dicom.store import StoreOutcome
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar; print the summary only.")
+def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
+    """Store the DICOM instances in PATHS (files, folders, zip files) in the archive."""
+    runtime = runtime_for_cli()
+    try:
+        total = count_items(list(paths))
+        with click.progressbar(
+            length=total, label="Ingesting", show_pos=True, file=io.StringIO() if quiet else None
+        ) as bar:
+
+            def advance(_item: SourceItem, _outcome: StoreOutcome | None) -> None:
+                bar.update(1)
+
+            summary = ingest_paths(
+                runtime=runtime, paths=list(paths), principal=cli_principal(), on_item=advance
+            )
+    finally:
+        runtime.close()
+    click.echo(
+        f"{summary.stored} stored, {summary.already_stored} already stored, "
+        f"{len(summary.failed)} failed (of {summary.total})"
+    )
+    for label, reason in summary.failed:
+        click.echo(f"  failed: {label}: {reason}", err=True)
+    if summary.failed:
+        raise SystemExit(1)

@@ -1,0 +1,44 @@
+"""``vigil serve``: run the API (and, with --demo, load demo studies and print a token)."""
+
+from __future__ import annotations
+
+import click
+import uvicorn
+
+from service.app import create_app
+from service.cli.context import runtime_for_cli
+from service.settings import Environment, get_settings
+
+
+@click.command()
+@click.option("--host", default=None, help="Default: VIGIL_HOST (127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Default: VIGIL_PORT (8000).")
+@click.option("--demo", is_flag=True, help="Load demo studies and print a development token.")
+def serve(host: str | None, port: int | None, demo: bool) -> None:
+    """Serve the API and DICOMweb on HOST:PORT."""
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    if demo:
+        _prepare_demo(host, port)
+    if settings.environment is Environment.DEVELOPMENT and host not in ("127.0.0.1", "localhost"):
+        click.echo("warning: development mode listening beyond this machine", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+
+
+def _prepare_demo(host: str, port: int) -> None:
+    from service.demo import issue_development_token, load_demo_studies
+
+    runtime = runtime_for_cli()
+    try:
+        summary = load_demo_studies(runtime)
+        token = issue_development_token(runtime)
+    finally:
+        runtime.close()
+    base = f"http://{host}:{port}"
+    click.echo(
+        f"\nVigil demo: {summary.stored} new demo instances stored "
+        f"({summary.already_stored} already there).\n"
+        f"  API docs:   {base}/docs\n"
+        f"  Studies:    curl -H 'Authorization: Bearer {token}' {base}/dicomweb/studies\n"
+        f"  Dev token (admin, this run only): {token}\n"
+    )

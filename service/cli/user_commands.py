@@ -1,0 +1,108 @@
+"""``vigil users create`` and ``vigil tokens create|list|revoke``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+
+from service.auth import repository
+from service.auth import service as auth_service
+from service.auth.roles import Role
+from service.cli.context import fail, runtime_for_cli
+from service.db import session_scope
+from service.errors import VigilError
+
+ROLE_CHOICE = click.Choice([r.value for r in Role])
+
+
+@click.group()
+def users() -> None:
+    """People and service accounts."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=ROLE_CHOICE, required=True)
+@click.option("--display-name", default="")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read a password from stdin (for page logins)."
+)
+def create_user(username: str, role: str, display_name: str, password_stdin: bool) -> None:
+    """Create a user with a role."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            user = auth_service.create_user(
+                session=session,
+                username=username,
+                role=Role(role),
+                password=password,
+                display_name=display_name,
+            )
+            click.echo(f"created user {user.username} ({user.role.value})")
+    except VigilError as exc:
+        raise fail(exc) from exc
+    finally:
+        runtime.close()
+
+
+@click.group()
+def tokens() -> None:
+    """API tokens for machines (viewers, PACS, scripts)."""
+
+
+@tokens.command("create")
+@click.option("--role", type=ROLE_CHOICE, required=True)
+@click.option("--user", "username", default=None, help="Owner (default: svc-ROLE account).")
+@click.option("--name", default="", help="What the token is for, e.g. 'PACS router'.")
+@click.option("--expires-days", type=click.IntRange(min=1), default=None)
+def create_token(role: str, username: str | None, name: str, expires_days: int | None) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            _token, secret = auth_service.create_token(
+                session=session,
+                role=Role(role),
+                username=username,
+                name=name,
+                expires_in=timedelta(days=expires_days) if expires_days else None,
+            )
+    except VigilError as exc:
+        raise fail(exc) from exc
+    finally:
+        runtime.close()
+    click.echo(secret)
+
+
+@tokens.command("list")
+def list_tokens() -> None:
+    """List tokens: prefix, role, owner, name, state."""
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            for token, user in repository.list_tokens(session):
+                state = "revoked" if token.revoked_at else "active"
+                click.echo(
+                    f"{token.prefix}\t{token.role.value}\t{user.username}\t{token.name}\t{state}"
+                )
+    finally:
+        runtime.close()
+
+
+@tokens.command("revoke")
+@click.argument("prefix")
+def revoke_token(prefix: str) -> None:
+    """Revoke a token by the prefix `vigil tokens list` shows."""
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            auth_service.revoke_token(session=session, prefix=prefix)
+        click.echo(f"revoked {prefix}")
+    except VigilError as exc:
+        raise fail(exc) from exc
+    finally:
+        runtime.close()

@@ -1,0 +1,51 @@
+"""The demo set-up behind `make run`: demo studies in the archive and a development token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from service.auth import service as auth_service
+from service.auth.roles import Role
+from service.cli.context import cli_principal
+from service.db import session_scope
+from service.dicom.ingest_files import IngestSummary, ingest_paths
+from service.orm import ApiToken, User
+from service.orm.base import utcnow
+from service.runtime import Runtime
+from service.settings import Environment
+
+DEV_USER = "dev-admin"
+DEV_TOKEN_NAME = "development token (make run)"  # noqa: S105 - a label
+
+
+def demo_study_files() -> list[Path]:
+    """Return the demo studies: the real chest CR files (RG1_*) shipped by pydicom-data."""
+    import data_store  # the pydicom-data package
+
+    folder = Path(data_store.__file__).parent / "data"
+    return sorted(folder.glob("RG1_*.dcm"))
+
+
+def load_demo_studies(runtime: Runtime) -> IngestSummary:
+    """Store the demo studies (idempotent: a second run stores nothing new)."""
+    return ingest_paths(runtime=runtime, paths=demo_study_files(), principal=cli_principal())
+
+
+def issue_development_token(runtime: Runtime) -> str:
+    """Revoke earlier development tokens and return a new admin token (development only)."""
+    if runtime.settings.environment is not Environment.DEVELOPMENT:
+        raise RuntimeError("development tokens are only made in development mode")
+    with session_scope(runtime.session_factory) as session:
+        user = session.scalars(select(User).where(User.username == DEV_USER)).one_or_none()
+        if user is None:
+            auth_service.create_user(session=session, username=DEV_USER, role=Role.ADMIN)
+        for token in session.scalars(
+            select(ApiToken).where(ApiToken.name == DEV_TOKEN_NAME, ApiToken.revoked_at.is_(None))
+        ):
+            token.revoked_at = utcnow()
+        _token, secret = auth_service.create_token(
+            session=session, role=Role.ADMIN, username=DEV_USER, name=DEV_TOKEN_NAME
+        )
+    return secret

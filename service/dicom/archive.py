@@ -1,0 +1,149 @@
+"""The file store: instances under ``<study>/<series>/<sop>.dcm``, written atomically.
+
+A file is first written to ``.incoming/`` (same file system), fsynced, then renamed into place
+and its folder fsynced: a crash leaves either no file or a whole one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from service.dicom.uids import is_valid_uid
+from service.errors import PayloadTooLarge
+
+_INCOMING = ".incoming"
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """A whole file in the incoming folder, with its size and SHA-256."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class IncomingWriter:
+    """Write one incoming file chunk by chunk, hashing as it goes and refusing oversize input."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        fd, name = tempfile.mkstemp(dir=directory, suffix=".part")
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self.path = Path(name)
+        self._max_bytes = max_bytes
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.too_large = False
+
+    def write(self, chunk: bytes) -> None:
+        if self.too_large:
+            return  # keep consuming the input, store nothing more
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            self.too_large = True
+            self._file.truncate(0)
+            return
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> ReceivedFile:
+        """Close the file and return it; raise PayloadTooLarge if it went over the limit.
+
+        No fsync here: this may run on the event loop. ``Archive.place`` syncs the file.
+        """
+        self._file.close()
+        if self.too_large:
+            self.path.unlink(missing_ok=True)
+            raise PayloadTooLarge(
+                f"instance is {self.size} bytes, over the limit of {self._max_bytes} bytes"
+            )
+        return ReceivedFile(self.path, self.size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class Archive:
+    """Where instance files live; paths stored in the database are relative to ``root``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root.resolve()
+        self.fsync = fsync
+        self.incoming = self.root / _INCOMING
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def writer(self, max_bytes: int) -> IncomingWriter:
+        """Return a writer for one new incoming file."""
+        return IncomingWriter(self.incoming, max_bytes)
+
+    def receive_file(self, source: Path, max_bytes: int, chunk_size: int = 1 << 20) -> ReceivedFile:
+        """Copy a file into the incoming folder (for the CLI and folder imports)."""
+        writer = self.writer(max_bytes)
+        try:
+            with source.open("rb") as f:
+                while chunk := f.read(chunk_size):
+                    writer.write(chunk)
+                    if writer.too_large:
+                        break
+            return writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    @staticmethod
+    def relative_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """Return where an instance is filed; UIDs are checked so no path can escape the root."""
+        for uid in (study_uid, series_uid, sop_uid):
+            if not is_valid_uid(uid):
+                raise ValueError(f"not a valid UID: {uid!r}")
+        return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+    def path(self, relative: str) -> Path:
+        """Return the absolute path of a stored file."""
+        full = (self.root / relative).resolve()
+        if self.root not in full.parents:
+            raise ValueError("path escapes the archive")
+        return full
+
+    def place(self, received: ReceivedFile, relative: str) -> Path:
+        """Move an incoming file to its place atomically (replacing a leftover) and fsync."""
+        target = self.path(relative)
+        if self.fsync:
+            _fsync_path(received.path)
+        new_dirs = self._make_dirs(target.parent)
+        os.replace(received.path, target)
+        if self.fsync:
+            for directory in [target.parent, *new_dirs]:
+                _fsync_path(directory)
+        return target
+
+    def remove(self, relative: str) -> None:
+        """Delete a stored file (used to undo a placement whose database commit failed)."""
+        self.path(relative).unlink(missing_ok=True)
+
+    def _make_dirs(self, directory: Path) -> list[Path]:
+        """Create missing folders; return the parents whose listings changed (to fsync)."""
+        missing: list[Path] = []
+        current = directory
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        if not missing:
+            return []
+        directory.mkdir(parents=True, exist_ok=True)
+        return [m.parent for m in missing]
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,76 @@
+"""Ingest files, folders and zip files from disk (``vigil ingest`` and the demo loader)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service.auth.access_log import record_access
+from service.auth.service import Principal
+from service.db import session_scope
+from service.dicom.sources import SourceItem, SourceLimits, iter_items
+from service.dicom.store import StoreOutcome, StoreStatus, store_received
+from service.runtime import Runtime
+
+
+@dataclass
+class IngestSummary:
+    stored: int = 0
+    already_stored: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.stored + self.already_stored + len(self.failed)
+
+
+def ingest_paths(
+    *,
+    runtime: Runtime,
+    paths: list[Path],
+    principal: Principal,
+    on_item: Callable[[SourceItem, StoreOutcome | None], None] | None = None,
+) -> IngestSummary:
+    """Store every DICOM instance found under the paths; return counts and per-file reasons."""
+    settings = runtime.settings
+    limits = SourceLimits(
+        max_instance_bytes=settings.max_instance_bytes,
+        max_zip_ratio=settings.max_zip_ratio,
+        max_zip_total_bytes=settings.max_zip_total_bytes,
+        max_zip_members=settings.max_zip_members,
+    )
+    summary = IngestSummary()
+    for item in iter_items(paths, runtime.archive, limits):
+        outcome: StoreOutcome | None = None
+        if item.received is None:
+            summary.failed.append((item.label, item.error))
+        else:
+            outcome = store_received(
+                session_factory=runtime.session_factory,
+                archive=runtime.archive,
+                received=item.received,
+                require_image=not settings.accept_non_image,
+            )
+            if outcome.status is StoreStatus.STORED:
+                summary.stored += 1
+            elif outcome.status is StoreStatus.ALREADY_STORED:
+                summary.already_stored += 1
+            else:
+                summary.failed.append((item.label, outcome.reason))
+            if outcome.ok:
+                with session_scope(runtime.session_factory) as session:
+                    record_access(
+                        session=session,
+                        principal=principal,
+                        action="dicom.store",
+                        status_code=200,
+                        client_addr="cli",
+                        request_id="",
+                        study_instance_uid=outcome.study_instance_uid,
+                        series_instance_uid=outcome.series_instance_uid,
+                        sop_instance_uid=outcome.sop_instance_uid,
+                    )
+        if on_item is not None:
+            on_item(item, outcome)
+    return summary

@@ -1,0 +1,300 @@
+"""Read and check one DICOM Part 10 file: index attributes, metadata, decodable pixels.
+
+Pure: no database, no web framework. Large elements stay on disk (``defer_size``), so a
+500 MB instance is checked without reading 500 MB into memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import iter_pixels, pixel_array
+from pydicom.uid import UID
+
+from service.dicom.dicom_json import DicomJson, dataset_to_json
+from service.dicom.failure import FailureReason, InstanceRejected
+from service.dicom.uids import is_valid_uid
+
+_DEFER_SIZE = 256 * 1024
+_PIXEL_DATA = 0x7FE00010
+_FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class PatientAttributes:
+    patient_id: str
+    issuer_of_patient_id: str
+    patient_name: str
+    patient_sex: str
+    patient_birth_date: str
+
+
+@dataclass(frozen=True)
+class StudyAttributes:
+    study_instance_uid: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    referring_physician_name: str
+    patient_age: str
+
+
+@dataclass(frozen=True)
+class SeriesAttributes:
+    series_instance_uid: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part_examined: str
+    manufacturer: str
+    manufacturer_model_name: str
+    institution_name: str
+    station_name: str
+
+
+@dataclass(frozen=True)
+class InstanceAttributes:
+    sop_instance_uid: str
+    sop_class_uid: str
+    instance_number: int | None
+    rows: int | None
+    columns: int | None
+    number_of_frames: int
+    bits_allocated: int | None
+    photometric_interpretation: str
+    view_position: str
+    transfer_syntax_uid: str
+
+
+@dataclass(frozen=True)
+class ParsedInstance:
+    patient: PatientAttributes
+    study: StudyAttributes
+    series: SeriesAttributes
+    instance: InstanceAttributes
+    dicom_json: DicomJson = field(repr=False)
+
+
+def parse_instance(path: Path, *, require_image: bool = True) -> ParsedInstance:
+    """Return the index attributes and metadata of a Part 10 file, or raise InstanceRejected."""
+    ds = read_dataset(path)
+    sop_class = _text(ds, "SOPClassUID", 64)
+    sop_instance = _text(ds, "SOPInstanceUID", 64)
+    _check_uids(ds, sop_class, sop_instance)
+    transfer_syntax = _transfer_syntax(ds, sop_class, sop_instance)
+
+    has_pixels = _PIXEL_DATA in ds or any(t in ds for t in _FLOAT_PIXEL_DATA)
+    if not has_pixels and require_image:
+        name = UID(sop_class).name if sop_class else "unknown"
+        truncated = "Image Storage" in name
+        raise InstanceRejected(
+            f"no Pixel Data: the file looks truncated before its pixels ({name})"
+            if truncated
+            else f"SOP class {sop_class} ({name}) is not an image; Vigil stores images only",
+            FailureReason.CANNOT_UNDERSTAND if truncated else FailureReason.SOP_CLASS_NOT_SUPPORTED,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    if has_pixels:
+        _check_pixels(ds, path, transfer_syntax, sop_class, sop_instance)
+
+    return ParsedInstance(
+        patient=PatientAttributes(
+            patient_id=_text(ds, "PatientID", 64),
+            issuer_of_patient_id=_text(ds, "IssuerOfPatientID", 64),
+            patient_name=_text(ds, "PatientName", 324),
+            patient_sex=_text(ds, "PatientSex", 16),
+            patient_birth_date=_text(ds, "PatientBirthDate", 8),
+        ),
+        study=StudyAttributes(
+            study_instance_uid=_text(ds, "StudyInstanceUID", 64),
+            study_date=_text(ds, "StudyDate", 8),
+            study_time=_text(ds, "StudyTime", 16),
+            accession_number=_text(ds, "AccessionNumber", 64),
+            study_id=_text(ds, "StudyID", 16),
+            study_description=_text(ds, "StudyDescription", 64),
+            referring_physician_name=_text(ds, "ReferringPhysicianName", 324),
+            patient_age=_text(ds, "PatientAge", 4),
+        ),
+        series=SeriesAttributes(
+            series_instance_uid=_text(ds, "SeriesInstanceUID", 64),
+            modality=_text(ds, "Modality", 16),
+            series_number=_integer(ds, "SeriesNumber"),
+            series_description=_text(ds, "SeriesDescription", 64),
+            body_part_examined=_text(ds, "BodyPartExamined", 16),
+            manufacturer=_text(ds, "Manufacturer", 64),
+            manufacturer_model_name=_text(ds, "ManufacturerModelName", 64),
+            institution_name=_text(ds, "InstitutionName", 64),
+            station_name=_text(ds, "StationName", 16),
+        ),
+        instance=InstanceAttributes(
+            sop_instance_uid=sop_instance,
+            sop_class_uid=sop_class,
+            instance_number=_integer(ds, "InstanceNumber"),
+            rows=_integer(ds, "Rows"),
+            columns=_integer(ds, "Columns"),
+            number_of_frames=_integer(ds, "NumberOfFrames") or 1,
+            bits_allocated=_integer(ds, "BitsAllocated"),
+            photometric_interpretation=_text(ds, "PhotometricInterpretation", 16),
+            view_position=_text(ds, "ViewPosition", 16),
+            transfer_syntax_uid=transfer_syntax,
+        ),
+        dicom_json=dataset_to_json(ds),
+    )
+
+
+def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset:
+    """Return the dataset of a Part 10 file, large values left on disk; raise InstanceRejected."""
+    with path.open("rb") as f:
+        head = f.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        raise InstanceRejected(
+            "not a DICOM Part 10 file: no 'DICM' marker at byte 128",
+            FailureReason.CANNOT_UNDERSTAND,
+        )
+    try:
+        return pydicom.dcmread(path, defer_size=defer_size)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise InstanceRejected(
+            f"the file cannot be parsed as DICOM (truncated or malformed): {_short(exc)}",
+            FailureReason.CANNOT_UNDERSTAND,
+        ) from exc
+
+
+def pixel_fingerprint(path: Path) -> str:
+    """Return a hash of what an instance shows: decoded pixels plus its identifying attributes.
+
+    Two files with the same fingerprint are the same instance, perhaps in another transfer
+    syntax (RG1_UNCI and RG1_J2KI in pydicom-data are one image, two encodings).
+    """
+    ds = read_dataset(path, defer_size=None)
+    digest = hashlib.sha256()
+    for keyword in (
+        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate",
+        "AccessionNumber", "Modality", "Rows", "Columns", "NumberOfFrames",
+    ):  # fmt: skip
+        digest.update(f"{keyword}={ds.get(keyword, '')}\n".encode())
+    if _PIXEL_DATA in ds:
+        for frame in iter_pixels(ds):
+            digest.update(np.ascontiguousarray(frame).tobytes())
+    return digest.hexdigest()
+
+
+def _check_uids(ds: Dataset, sop_class: str, sop_instance: str) -> None:
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+        value = _text(ds, keyword, 10_000)
+        if not value:
+            raise InstanceRejected(
+                f"missing {keyword}",
+                FailureReason.CANNOT_UNDERSTAND,
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
+            )
+        if not is_valid_uid(value):
+            raise InstanceRejected(
+                f"{keyword} is not a valid UID (digits and dots, at most 64 characters)",
+                FailureReason.CANNOT_UNDERSTAND,
+                sop_class_uid=sop_class if is_valid_uid(sop_class) else "",
+                sop_instance_uid=sop_instance if is_valid_uid(sop_instance) else "",
+            )
+
+
+def _transfer_syntax(ds: Dataset, sop_class: str, sop_instance: str) -> str:
+    meta = getattr(ds, "file_meta", None)
+    uid = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not uid:
+        raise InstanceRejected(
+            "missing Transfer Syntax UID (0002,0010) in the file meta information",
+            FailureReason.CANNOT_UNDERSTAND,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    return uid
+
+
+def _check_pixels(
+    ds: Dataset, path: Path, transfer_syntax: str, sop_class: str, sop_instance: str
+) -> None:
+    def reject(reason: str, code: FailureReason = FailureReason.CANNOT_UNDERSTAND) -> None:
+        raise InstanceRejected(reason, code, sop_class_uid=sop_class, sop_instance_uid=sop_instance)
+
+    uid = UID(transfer_syntax)
+    if _PIXEL_DATA not in ds:
+        return  # float pixel data: always native, nothing to decode at ingest
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        reject(
+            f"transfer syntax {transfer_syntax} ({uid.name}) is not supported",
+            FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+        )
+    if not decoder.is_available:
+        reject(
+            f"no decoder installed for transfer syntax {transfer_syntax} ({uid.name})",
+            FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+        )
+    for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
+        if _integer(ds, keyword) is None:
+            reject(f"missing {keyword}, needed to read the pixel data")
+    raw = ds.get_item(_PIXEL_DATA)
+    length = getattr(raw, "length", None)
+    value_tell = getattr(raw, "value_tell", None)
+    if not uid.is_encapsulated:
+        rows, columns = _integer(ds, "Rows") or 0, _integer(ds, "Columns") or 0
+        frames = _integer(ds, "NumberOfFrames") or 1
+        samples = _integer(ds, "SamplesPerPixel") or 1
+        bits = _integer(ds, "BitsAllocated") or 0
+        expected = (rows * columns * frames * samples * bits + 7) // 8
+        if length is None:
+            length = len(ds.PixelData)
+        if length < expected:
+            reject(f"pixel data holds {length} bytes; the image needs {expected} (truncated?)")
+        if value_tell is not None and value_tell + length > os.path.getsize(path):
+            reject("the file ends inside its pixel data (truncated)")
+        return
+    frames = _integer(ds, "NumberOfFrames") or 1
+    try:
+        for index in sorted({0, frames - 1}):
+            pixel_array(ds, index=index)
+    except Exception as exc:
+        reject(f"pixel data cannot be decoded ({uid.name}): {_short(exc)}")
+
+
+def _text(ds: Dataset, keyword: str, max_length: int) -> str:
+    try:
+        value: Any = ds.get(keyword)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text.strip().replace("\x00", "")[:max_length]
+
+
+def _integer(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,119 @@
+"""Every archive query that is not a QIDO search: lookups, get-or-create, write locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.db import WRITE_LOCK_OPTION
+from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
+from service.orm import Instance, Patient, Series, Study
+
+
+def lock_for_write(session: Session, keys: Iterable[str]) -> None:
+    """Serialise writers that touch the same keys, until this transaction ends.
+
+    PostgreSQL: transaction-scoped advisory locks, taken in sorted order so two writers
+    cannot deadlock. SQLite: the whole database's write lock (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        for key in sorted(set(keys)):
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    else:
+        session.connection(execution_options={WRITE_LOCK_OPTION: True})
+
+
+def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:
+    """Return the stored instance with this SOP Instance UID, if any."""
+    return session.scalars(
+        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
+    ).one_or_none()
+
+
+def get_instance_location(
+    session: Session, sop_instance_uid: str
+) -> tuple[Instance, Series, Study] | None:
+    """Return an instance with its series and study rows, if stored."""
+    row = session.execute(
+        select(Instance, Series, Study)
+        .join(Series, Instance.series_pk == Series.id)
+        .join(Study, Series.study_pk == Study.id)
+        .where(Instance.sop_instance_uid == sop_instance_uid)
+    ).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def get_series(session: Session, series_instance_uid: str) -> Series | None:
+    return session.scalars(
+        select(Series).where(Series.series_instance_uid == series_instance_uid)
+    ).one_or_none()
+
+
+def get_study(session: Session, study_instance_uid: str) -> Study | None:
+    return session.scalars(
+        select(Study).where(Study.study_instance_uid == study_instance_uid)
+    ).one_or_none()
+
+
+def get_or_create_patient(session: Session, attrs: PatientAttributes) -> Patient:
+    """Return the patient with this PatientID and issuer, created from attrs if new."""
+    patient = session.scalars(
+        select(Patient).where(
+            Patient.patient_id == attrs.patient_id,
+            Patient.issuer_of_patient_id == attrs.issuer_of_patient_id,
+        )
+    ).one_or_none()
+    if patient is None:
+        patient = Patient(
+            patient_id=attrs.patient_id,
+            issuer_of_patient_id=attrs.issuer_of_patient_id,
+            patient_name=attrs.patient_name,
+            patient_sex=attrs.patient_sex,
+            patient_birth_date=attrs.patient_birth_date,
+        )
+        session.add(patient)
+        session.flush()
+    return patient
+
+
+def get_or_create_study(session: Session, attrs: StudyAttributes, patient: Patient) -> Study:
+    """Return the study with this UID, created from attrs if new."""
+    study = get_study(session, attrs.study_instance_uid)
+    if study is None:
+        study = Study(
+            study_instance_uid=attrs.study_instance_uid,
+            patient_pk=patient.id,
+            study_date=attrs.study_date,
+            study_time=attrs.study_time,
+            accession_number=attrs.accession_number,
+            study_id=attrs.study_id,
+            study_description=attrs.study_description,
+            referring_physician_name=attrs.referring_physician_name,
+            patient_age=attrs.patient_age,
+        )
+        session.add(study)
+        session.flush()
+    return study
+
+
+def get_or_create_series(session: Session, attrs: SeriesAttributes, study: Study) -> Series:
+    """Return the series with this UID, created from attrs if new."""
+    series = get_series(session, attrs.series_instance_uid)
+    if series is None:
+        series = Series(
+            series_instance_uid=attrs.series_instance_uid,
+            study_pk=study.id,
+            modality=attrs.modality,
+            series_number=attrs.series_number,
+            series_description=attrs.series_description,
+            body_part_examined=attrs.body_part_examined,
+            manufacturer=attrs.manufacturer,
+            manufacturer_model_name=attrs.manufacturer_model_name,
+            institution_name=attrs.institution_name,
+            station_name=attrs.station_name,
+        )
+        session.add(series)
+        session.flush()
+    return series

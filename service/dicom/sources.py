@@ -1,0 +1,161 @@
+"""What `vigil ingest` reads: files, folders (recursively) and zip files, each member checked.
+
+Zip members are streamed into the archive's inbox, never extracted by name, and a zip that
+would expand past the limits (a zip bomb) is refused before and while it is read.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from service.dicom.archive import Archive, ReceivedFile
+from service.errors import PayloadTooLarge
+
+
+@dataclass(frozen=True)
+class SourceLimits:
+    max_instance_bytes: int
+    max_zip_ratio: int
+    max_zip_total_bytes: int
+    max_zip_members: int
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One input: where it came from, and either its received file or why it was refused."""
+
+    label: str
+    received: ReceivedFile | None = None
+    error: str = ""
+
+
+def count_items(paths: list[Path]) -> int:
+    """Return how many inputs ``iter_items`` will yield (for a progress bar)."""
+    total = 0
+    for path in paths:
+        for file in _walk(path):
+            if zipfile.is_zipfile(file):
+                try:
+                    with zipfile.ZipFile(file) as zf:
+                        total += max(1, sum(1 for i in zf.infolist() if not i.is_dir()))
+                except zipfile.BadZipFile:
+                    total += 1
+            else:
+                total += 1
+    return total
+
+
+def iter_items(paths: list[Path], archive: Archive, limits: SourceLimits) -> Iterator[SourceItem]:
+    """Yield every input file received into the archive's inbox, or refused with a reason."""
+    for path in paths:
+        if not path.exists():
+            yield SourceItem(str(path), error="no such file or folder")
+            continue
+        for file in _walk(path):
+            if zipfile.is_zipfile(file):
+                yield from _iter_zip(file, archive, limits)
+            else:
+                yield _receive_path(file, archive, limits)
+
+
+def _walk(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield from sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    else:
+        yield path
+
+
+def _receive_path(file: Path, archive: Archive, limits: SourceLimits) -> SourceItem:
+    try:
+        received = archive.receive_file(file, limits.max_instance_bytes)
+    except PayloadTooLarge as exc:
+        return SourceItem(str(file), error=exc.message)
+    except OSError as exc:
+        return SourceItem(str(file), error=f"cannot read: {exc.strerror or exc}")
+    return SourceItem(str(file), received=received)
+
+
+def _iter_zip(file: Path, archive: Archive, limits: SourceLimits) -> Iterator[SourceItem]:
+    try:
+        zf = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield SourceItem(str(file), error=f"not a readable zip file: {exc}")
+        return
+    with zf:
+        members = [info for info in zf.infolist() if not info.is_dir()]
+        refusal = _zip_refusal(members, limits)
+        if refusal:
+            yield SourceItem(str(file), error=refusal)
+            return
+        budget = limits.max_zip_total_bytes
+        for info in members:
+            label = f"{file}!{info.filename}"
+            if _escapes(info.filename):
+                yield SourceItem(
+                    label, error="zip member path escapes the target folder (zip slip); skipped"
+                )
+                continue
+            if info.flag_bits & 0x1:
+                yield SourceItem(label, error="zip member is encrypted; skipped")
+                continue
+            item = _receive_member(zf, info, archive, limits, budget)
+            if item.received is not None:
+                budget -= item.received.size
+            yield item
+
+
+def _zip_refusal(members: list[zipfile.ZipInfo], limits: SourceLimits) -> str:
+    if len(members) > limits.max_zip_members:
+        return f"zip holds {len(members)} files, over the limit of {limits.max_zip_members}"
+    declared = sum(i.file_size for i in members)
+    compressed = max(1, sum(i.compress_size for i in members))
+    if declared > limits.max_zip_total_bytes:
+        return (
+            f"zip would expand to {declared} bytes, over the limit of "
+            f"{limits.max_zip_total_bytes} (zip bomb?); nothing extracted"
+        )
+    if declared / compressed > limits.max_zip_ratio:
+        return (
+            f"zip expands {declared / compressed:.0f}-fold, over the limit of "
+            f"{limits.max_zip_ratio}-fold (zip bomb?); nothing extracted"
+        )
+    return ""
+
+
+def _receive_member(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    archive: Archive,
+    limits: SourceLimits,
+    budget: int,
+) -> SourceItem:
+    label = f"{zf.filename}!{info.filename}"
+    # Declared sizes can lie: count what actually comes out and stop at the limits.
+    allowed = min(limits.max_instance_bytes, budget, info.file_size)
+    writer = archive.writer(allowed)
+    try:
+        with zf.open(info) as member:
+            while chunk := member.read(1 << 20):
+                writer.write(chunk)
+                if writer.too_large:
+                    break
+        return SourceItem(label, received=writer.finish())
+    except PayloadTooLarge:
+        return SourceItem(
+            label,
+            error="zip member expands beyond its declared size or the limits (zip bomb?); skipped",
+        )
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        writer.abort()
+        return SourceItem(label, error=f"zip member cannot be read: {exc}")
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _escapes(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or (len(name) > 1 and name[1] == ":")

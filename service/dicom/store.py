@@ -1,0 +1,209 @@
+"""Store one received instance: check it, index it, file it; idempotent on SOP Instance UID.
+
+Each instance is its own transaction, so one bad instance never costs the others. The file
+is renamed into place before the commit: a crash in between leaves a stray file that no row
+points to (harmless, overwritten by the next store), never a row without its file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import session_scope
+from service.dicom import repository
+from service.dicom.archive import Archive, ReceivedFile
+from service.dicom.failure import FailureReason, InstanceRejected
+from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
+from service.log_config import get_logger
+from service.orm import Instance
+
+log = get_logger(__name__)
+
+
+class StoreStatus(StrEnum):
+    STORED = "stored"
+    ALREADY_STORED = "already-stored"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    status: StoreStatus
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    reason: str = ""
+    failure: FailureReason | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not StoreStatus.FAILED
+
+
+def store_received(
+    *,
+    session_factory: sessionmaker[Session],
+    archive: Archive,
+    received: ReceivedFile,
+    require_image: bool = True,
+    expected_study_uid: str | None = None,
+) -> StoreOutcome:
+    """Store an incoming file and return what happened; the incoming file is consumed."""
+    try:
+        parsed = parse_instance(received.path, require_image=require_image)
+        if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
+            raise InstanceRejected(
+                f"StudyInstanceUID {parsed.study.study_instance_uid} does not match the "
+                f"study in the request URL ({expected_study_uid})",
+                FailureReason.STUDY_INSTANCE_UID_MISMATCH,
+                sop_class_uid=parsed.instance.sop_class_uid,
+                sop_instance_uid=parsed.instance.sop_instance_uid,
+            )
+        return _index_and_file(session_factory, archive, received, parsed)
+    except InstanceRejected as rejected:
+        log.info("ingest.rejected", failure=rejected.code.name)
+        return StoreOutcome(
+            StoreStatus.FAILED,
+            sop_class_uid=rejected.sop_class_uid,
+            sop_instance_uid=rejected.sop_instance_uid,
+            reason=rejected.reason,
+            failure=rejected.code,
+        )
+    finally:
+        received.path.unlink(missing_ok=True)
+
+
+def _index_and_file(
+    session_factory: sessionmaker[Session],
+    archive: Archive,
+    received: ReceivedFile,
+    parsed: ParsedInstance,
+) -> StoreOutcome:
+    inst, study_uid = parsed.instance, parsed.study.study_instance_uid
+    series_uid = parsed.series.series_instance_uid
+
+    def outcome(status: StoreStatus, reason: str = "") -> StoreOutcome:
+        return StoreOutcome(
+            status,
+            sop_class_uid=inst.sop_class_uid,
+            sop_instance_uid=inst.sop_instance_uid,
+            study_instance_uid=study_uid,
+            series_instance_uid=series_uid,
+            reason=reason,
+        )
+
+    relative = archive.relative_path(study_uid, series_uid, inst.sop_instance_uid)
+    placed = False
+    try:
+        with session_scope(session_factory) as session:
+            repository.lock_for_write(
+                session,
+                [
+                    f"patient:{parsed.patient.patient_id}|{parsed.patient.issuer_of_patient_id}",
+                    f"study:{study_uid}",
+                    f"series:{series_uid}",
+                    f"sop:{inst.sop_instance_uid}",
+                ],
+            )
+            existing = repository.get_instance(session, inst.sop_instance_uid)
+            if existing is not None:
+                _check_same_instance(archive, received, parsed, existing)
+                return outcome(StoreStatus.ALREADY_STORED)
+            series = repository.get_series(session, series_uid)
+            if series is not None:
+                owner = repository.get_study(session, study_uid)
+                if owner is None or series.study_pk != owner.id:
+                    raise _rejected(
+                        parsed,
+                        f"SeriesInstanceUID {series_uid} is already stored in another study",
+                    )
+            patient = repository.get_or_create_patient(session, parsed.patient)
+            study = repository.get_or_create_study(session, parsed.study, patient)
+            if study.patient_pk != patient.id:
+                raise _rejected(
+                    parsed,
+                    f"StudyInstanceUID {study_uid} is already stored for another PatientID",
+                )
+            series = repository.get_or_create_series(session, parsed.series, study)
+            session.add(
+                Instance(
+                    sop_instance_uid=inst.sop_instance_uid,
+                    series_pk=series.id,
+                    sop_class_uid=inst.sop_class_uid,
+                    instance_number=inst.instance_number,
+                    rows=inst.rows,
+                    columns=inst.columns,
+                    number_of_frames=inst.number_of_frames,
+                    bits_allocated=inst.bits_allocated,
+                    photometric_interpretation=inst.photometric_interpretation,
+                    view_position=inst.view_position,
+                    transfer_syntax_uid=inst.transfer_syntax_uid,
+                    file_path=relative,
+                    file_size=received.size,
+                    sha256=received.sha256,
+                    dicom_json=parsed.dicom_json,
+                )
+            )
+            session.flush()
+            archive.place(received, relative)
+            placed = True
+    except SQLAlchemyError as exc:
+        if placed:
+            archive.remove(relative)
+        log.error("ingest.database_error", error=type(exc).__name__)
+        raise InstanceRejected(
+            "the archive could not record this instance (database error); nothing was stored",
+            FailureReason.PROCESSING_FAILURE,
+            sop_class_uid=inst.sop_class_uid,
+            sop_instance_uid=inst.sop_instance_uid,
+        ) from exc
+    except OSError as exc:
+        if placed:
+            archive.remove(relative)
+        log.error("ingest.file_error", error=type(exc).__name__)
+        raise InstanceRejected(
+            "the archive could not write this instance (storage error); nothing was stored",
+            FailureReason.OUT_OF_RESOURCES,
+            sop_class_uid=inst.sop_class_uid,
+            sop_instance_uid=inst.sop_instance_uid,
+        ) from exc
+    log.info("ingest.stored", size=received.size)
+    return outcome(StoreStatus.STORED)
+
+
+def _check_same_instance(
+    archive: Archive,
+    received: ReceivedFile,
+    parsed: ParsedInstance,
+    instance: Instance,
+) -> None:
+    """Accept a resend of a stored instance; raise InstanceRejected if it is different."""
+    if instance.sha256 == received.sha256:
+        return
+    stored_path = archive.path(instance.file_path)
+    try:
+        same = pixel_fingerprint(received.path) == pixel_fingerprint(stored_path)
+    except InstanceRejected:
+        same = False
+    if not same:
+        raise InstanceRejected(
+            f"SOP Instance {parsed.instance.sop_instance_uid} is already stored with different "
+            "content (attributes or pixels differ); the stored copy was kept unchanged",
+            FailureReason.DUPLICATE_SOP_INSTANCE,
+            sop_class_uid=parsed.instance.sop_class_uid,
+            sop_instance_uid=parsed.instance.sop_instance_uid,
+        )
+
+
+def _rejected(parsed: ParsedInstance, reason: str) -> InstanceRejected:
+    return InstanceRejected(
+        reason,
+        FailureReason.DUPLICATE_SOP_INSTANCE,
+        sop_class_uid=parsed.instance.sop_class_uid,
+        sop_instance_uid=parsed.instance.sop_instance_uid,
+    )

@@ -1,0 +1,198 @@
+"""STOW-RS: ``POST /dicomweb/studies[/{study}]`` with multipart/related application/dicom."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.auth.access_log import record_access
+from service.auth.dependencies import DicomStorer
+from service.auth.service import Principal
+from service.db import session_scope
+from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep, client_addr, request_id
+from service.dicom.archive import Archive
+from service.dicom.failure import FailureReason
+from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
+from service.dicom.store import StoreOutcome, StoreStatus, store_received
+from service.dicom.stow_response import stow_response
+from service.dicom.uids import is_valid_uid
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.settings import Settings
+
+router = APIRouter(tags=["DICOMweb STOW-RS"])
+DICOM_JSON = "application/dicom+json"
+
+
+@router.post("/studies", summary="Store instances (STOW-RS)")
+async def store_instances(
+    request: Request,
+    principal: DicomStorer,
+    settings: SettingsDep,
+    archive: ArchiveDep,
+    session_factory: SessionFactoryDep,
+) -> JSONResponse:
+    return await _store(request, principal, settings, archive, session_factory, None)
+
+
+@router.post("/studies/{study_instance_uid}", summary="Store instances into one study (STOW-RS)")
+async def store_instances_in_study(
+    study_instance_uid: str,
+    request: Request,
+    principal: DicomStorer,
+    settings: SettingsDep,
+    archive: ArchiveDep,
+    session_factory: SessionFactoryDep,
+) -> JSONResponse:
+    if not is_valid_uid(study_instance_uid):
+        raise BadRequest("the study in the URL is not a valid UID")
+    return await _store(request, principal, settings, archive, session_factory, study_instance_uid)
+
+
+async def _store(
+    request: Request,
+    principal: Principal,
+    settings: Settings,
+    archive: Archive,
+    session_factory: sessionmaker[Session],
+    study_instance_uid: str | None,
+) -> JSONResponse:
+    parts = await _receive_parts(request, settings, archive)
+    outcomes = await run_in_threadpool(
+        _store_parts, parts, settings, archive, session_factory, study_instance_uid
+    )
+    base_url = settings.base_url or str(request.base_url).rstrip("/")
+    status, body = stow_response(outcomes, base_url)
+    await run_in_threadpool(_log_access, session_factory, principal, outcomes, status, request)
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+
+
+async def _receive_parts(
+    request: Request, settings: Settings, archive: Archive
+) -> list[ReceivedPart]:
+    media_type, params = parse_content_type(request.headers.get("content-type"))
+    if media_type == "application/dicom":
+        reader = _SinglePartReader(archive, settings.max_instance_bytes)
+    elif media_type == "multipart/related":
+        part_type = params.get("type", "application/dicom").lower()
+        if part_type != "application/dicom":
+            raise UnsupportedMediaType(
+                f'parts of type "{part_type}" are not supported; send '
+                'multipart/related; type="application/dicom"'
+            )
+        reader = MultipartRelatedReader(  # type: ignore[assignment]
+            boundary=params.get("boundary", ""),
+            archive=archive,
+            max_part_bytes=settings.max_instance_bytes,
+            max_parts=settings.max_instances_per_request,
+        )
+    else:
+        raise UnsupportedMediaType(
+            f'content type "{media_type or "(none)"}" is not supported; send '
+            'multipart/related; type="application/dicom"'
+        )
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > settings.max_request_bytes:
+                raise PayloadTooLarge(
+                    f"request body over the limit of {settings.max_request_bytes} bytes"
+                )
+            reader.feed(chunk)
+        parts = reader.finish()
+    except BaseException:
+        reader.discard()
+        raise
+    if not parts:
+        raise BadRequest("the request holds no instances")
+    return parts
+
+
+class _SinglePartReader:
+    """A body that is one application/dicom instance (a convenience beside multipart)."""
+
+    def __init__(self, archive: Archive, max_bytes: int) -> None:
+        self._writer = archive.writer(max_bytes)
+        self._part: ReceivedPart | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._writer.write(chunk)
+
+    def finish(self) -> list[ReceivedPart]:
+        part = ReceivedPart(content_type="application/dicom")
+        try:
+            part.file = self._writer.finish()
+        except PayloadTooLarge as exc:
+            part.error = exc
+        self._part = part
+        return [part] if part.file is None or part.file.size else []
+
+    def discard(self) -> None:
+        self._writer.abort()
+        if self._part is not None and self._part.file is not None:
+            self._part.file.path.unlink(missing_ok=True)
+
+
+def _store_parts(
+    parts: list[ReceivedPart],
+    settings: Settings,
+    archive: Archive,
+    session_factory: sessionmaker[Session],
+    study_instance_uid: str | None,
+) -> list[StoreOutcome]:
+    outcomes: list[StoreOutcome] = []
+    for part in parts:
+        if part.file is None:
+            reason = part.error.message if part.error else "part could not be read"
+            code = (
+                FailureReason.OUT_OF_RESOURCES
+                if isinstance(part.error, PayloadTooLarge)
+                else FailureReason.CANNOT_UNDERSTAND
+            )
+            outcomes.append(StoreOutcome(StoreStatus.FAILED, reason=reason, failure=code))
+        elif part.content_type != "application/dicom":
+            part.file.path.unlink(missing_ok=True)
+            outcomes.append(
+                StoreOutcome(
+                    StoreStatus.FAILED,
+                    reason=f'part content type "{part.content_type}" is not application/dicom',
+                    failure=FailureReason.CANNOT_UNDERSTAND,
+                )
+            )
+        else:
+            outcomes.append(
+                store_received(
+                    session_factory=session_factory,
+                    archive=archive,
+                    received=part.file,
+                    require_image=not settings.accept_non_image,
+                    expected_study_uid=study_instance_uid,
+                )
+            )
+    return outcomes
+
+
+def _log_access(
+    session_factory: sessionmaker[Session],
+    principal: Principal,
+    outcomes: list[StoreOutcome],
+    status: int,
+    request: Request,
+) -> None:
+    with session_scope(session_factory) as session:
+        for outcome in outcomes:
+            if outcome.status is StoreStatus.FAILED and not outcome.sop_instance_uid:
+                continue
+            record_access(
+                session=session,
+                principal=principal,
+                action="dicom.store" if outcome.ok else "dicom.store.refused",
+                status_code=status,
+                client_addr=client_addr(request),
+                request_id=request_id(request),
+                study_instance_uid=outcome.study_instance_uid or None,
+                series_instance_uid=outcome.series_instance_uid or None,
+                sop_instance_uid=outcome.sop_instance_uid or None,
+            )

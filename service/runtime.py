@@ -1,0 +1,56 @@
+"""What every entry point needs before it works: a migrated database and the archive."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import create_db_engine, create_session_factory
+from service.dicom.archive import Archive
+from service.log_config import get_logger
+from service.migrate import upgrade
+from service.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    archive: Archive
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    """Wait for the database, upgrade it to the newest schema, open the archive."""
+    engine = create_db_engine(settings.database_url)
+    wait_for_database(engine)
+    if migrate:
+        upgrade(settings.database_url)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        archive=Archive(settings.archive_path, fsync=settings.fsync),
+    )
+
+
+def wait_for_database(engine: Engine, attempts: int = 30, delay_s: float = 1.0) -> None:
+    """Return once the database answers; raise after ``attempts`` failed tries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except Exception as exc:
+            if attempt == attempts:
+                raise RuntimeError(f"database not reachable after {attempts} tries") from exc
+            log.warning("db.waiting", attempt=attempt, error=type(exc).__name__)
+            time.sleep(delay_s)

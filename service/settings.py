@@ -1,0 +1,82 @@
+"""One place for every setting; read from the environment with the prefix ``VIGIL_``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET = "development-secret-change-me"  # noqa: S105 - the refused default
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_file=None, extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    archive_dir: Path | None = None
+    broker_url: str | None = None
+    secret_key: str = DEVELOPMENT_SECRET
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str = ""
+
+    # Limits on what one request may bring.
+    max_instance_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_request_bytes: int = Field(default=2 * 1024 * 1024 * 1024, gt=0)
+    max_instances_per_request: int = Field(default=1000, gt=0)
+    # Zip files given to `vigil ingest`: refuse archives that expand beyond these.
+    max_zip_ratio: int = Field(default=200, gt=0)
+    max_zip_total_bytes: int = Field(default=8 * 1024 * 1024 * 1024, gt=0)
+    max_zip_members: int = Field(default=100_000, gt=0)
+
+    # Only image SOP classes (with Pixel Data) are accepted by default: the analysis needs images.
+    accept_non_image: bool = False
+    # fsync each stored file and its folder before answering; turn off only for throwaway data.
+    fsync: bool = True
+
+    qido_default_limit: int = Field(default=100, gt=0)
+    qido_max_limit: int = Field(default=10_000, gt=0)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _fill_paths_and_refuse_default_secret(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.var_dir / 'vigil.db').as_posix()}"
+        if self.archive_dir is None:
+            self.archive_dir = self.var_dir / "archive"
+        if self.environment is Environment.PRODUCTION and self.secret_key == DEVELOPMENT_SECRET:
+            raise ValueError(
+                "VIGIL_SECRET_KEY must be set to a secret of your own outside development"
+            )
+        if self.environment is Environment.PRODUCTION and len(self.secret_key) < 32:
+            raise ValueError("VIGIL_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def archive_path(self) -> Path:
+        assert self.archive_dir is not None  # filled by the validator
+        return self.archive_dir
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()
