@@ -56,6 +56,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")
         log.exception("request.unexpected_error", error=type(exc).__name__)
-        return error_response(
+        response = error_response(
             500, "InternalError", f"unexpected error; quote request id {request_id} to support"
         )
+        # This answer comes from outside the request middleware: add its id here.
+        response.headers["x-request-id"] = request_id
+        return response

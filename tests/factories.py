@@ -97,7 +97,9 @@ def make_sr() -> Dataset:
     return ds
 
 
-def multipart_body(parts: list[bytes], boundary: str = BOUNDARY, part_type: str = "application/dicom") -> bytes:
+def multipart_body(
+    parts: list[bytes], boundary: str = BOUNDARY, part_type: str = "application/dicom"
+) -> bytes:
     out = bytearray()
     for payload in parts:
         out += f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
@@ -113,3 +115,20 @@ def stow_headers(token: str, boundary: str = BOUNDARY) -> dict[str, str]:
         "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         "Accept": "application/dicom+json",
     }
+
+
+def pydicom_test_file(name: str) -> Path:
+    """A file from pydicom's own test data or from pydicom-data."""
+    import pydicom.data
+
+    own = Path(pydicom.data.__file__).parent / "test_files" / name
+    return own if own.exists() else pydicom_data_dir() / name
+
+
+def undecodable_jpeg2000() -> bytes:
+    """A JPEG 2000 instance whose codestream is garbage after a valid start marker."""
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(pydicom_test_file("MR_small_jp2klossless.dcm"))
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(range(256)) * 8])
+    return to_bytes(ds)

@@ -1,4 +1,4 @@
-"""``vigil``: serve, ingest, manage users and tokens, migrate."""
+"""``vigil``: serve, ingest, manage users and tokens, migrate, run workers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from service.cli.db_commands import db
 from service.cli.ingest_command import ingest
 from service.cli.serve_command import serve
 from service.cli.user_commands import tokens, users
+from service.cli.worker_command import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,3 +21,4 @@ cli.add_command(ingest)
 cli.add_command(users)
 cli.add_command(tokens)
 cli.add_command(db)
+cli.add_command(worker)

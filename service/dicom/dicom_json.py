@@ -62,7 +62,7 @@ def _element_json(elem: DataElement) -> dict[str, Any]:
 
 
 def _is_bulk(ds: Dataset, tag: BaseTag) -> bool:
-    raw = ds.get_item(tag)
+    raw = ds.get_item(tag, keep_deferred=True)
     if raw is None:
         return False
     vr = getattr(raw, "VR", None)

@@ -22,7 +22,7 @@ from pydicom.uid import UID
 
 from service.dicom.dicom_json import DicomJson, dataset_to_json
 from service.dicom.failure import FailureReason, InstanceRejected
-from service.dicom.uids import is_valid_uid
+from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
 
 _DEFER_SIZE = 256 * 1024
 _PIXEL_DATA = 0x7FE00010
@@ -165,12 +165,35 @@ def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset
             FailureReason.CANNOT_UNDERSTAND,
         )
     try:
-        return pydicom.dcmread(path, defer_size=defer_size)
+        ds = pydicom.dcmread(path, defer_size=defer_size)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise InstanceRejected(
             f"the file cannot be parsed as DICOM (truncated or malformed): {_short(exc)}",
             FailureReason.CANNOT_UNDERSTAND,
         ) from exc
+    deflated = ds.file_meta.get("TransferSyntaxUID") == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    if not deflated and not _ends_where_it_should(ds, os.path.getsize(path)):
+        raise InstanceRejected(
+            "the file ends in the middle of a data element (truncated)",
+            FailureReason.CANNOT_UNDERSTAND,
+        )
+    return ds
+
+
+def _ends_where_it_should(ds: Dataset, file_size: int) -> bool:
+    """Return False when the file stops inside an element (pydicom stops there silently)."""
+    tags = list(ds.keys())
+    if not tags:
+        meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
+        return meta_length is None or 132 + 12 + int(meta_length) == file_size
+    raw = ds.get_item(tags[-1], keep_deferred=True)
+    length, value_tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
+    if length is None or value_tell is None or length == _UNDEFINED_LENGTH:
+        return True  # an undefined-length last element: its own reader checks the end
+    value = getattr(raw, "value", None)
+    if isinstance(value, bytes) and len(value) < length:
+        return False
+    return bool(value_tell + length == file_size)
 
 
 def pixel_fingerprint(path: Path) -> str:
@@ -249,7 +272,7 @@ def _check_pixels(
     for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
         if _integer(ds, keyword) is None:
             reject(f"missing {keyword}, needed to read the pixel data")
-    raw = ds.get_item(_PIXEL_DATA)
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     length = getattr(raw, "length", None)
     value_tell = getattr(raw, "value_tell", None)
     if not uid.is_encapsulated:
@@ -257,6 +280,8 @@ def _check_pixels(
         frames = _integer(ds, "NumberOfFrames") or 1
         samples = _integer(ds, "SamplesPerPixel") or 1
         bits = _integer(ds, "BitsAllocated") or 0
+        if _text(ds, "PhotometricInterpretation", 16) == "YBR_FULL_422":
+            samples = 2  # two chroma samples shared by each pair of pixels
         expected = (rows * columns * frames * samples * bits + 7) // 8
         if length is None:
             length = len(ds.PixelData)

@@ -1,7 +1,153 @@
-"""QIDO-RS search."""
+"""QIDO-RS search routes (PS3.18 10.6) under /dicomweb: HTTP only, the search is in qido.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from urllib.parse import urlsplit
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from service.auth.access_log import record_access
+from service.auth.dependencies import DicomReader
+from service.auth.service import Principal
+from service.deps import SessionDep, SettingsDep, client_addr, request_id
+from service.dicom import qido
+from service.dicom.qido_params import Level, parse_search
+from service.dicom.uids import is_valid_uid
+from service.errors import BadRequest, NotAcceptable
+from service.log_config import get_logger
+from service.settings import Settings
+
+log = get_logger(__name__)
 router = APIRouter(tags=["DICOMweb QIDO-RS"])
+
+DICOM_JSON = "application/dicom+json"
+_ACCEPTABLE = frozenset({DICOM_JSON, "application/json", "application/*", "*/*"})
+TRUNCATED_WARNING = (
+    '299 {host}: "The number of results exceeded the maximum supported by the server. '
+    'Additional results can be requested."'
+)
+
+
+@router.get("/studies", summary="Search for studies (QIDO-RS)")
+def search_studies(
+    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.STUDY)
+
+
+@router.get("/series", summary="Search for series in all studies (QIDO-RS)")
+def search_series(
+    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.SERIES)
+
+
+@router.get("/instances", summary="Search for instances in all studies (QIDO-RS)")
+def search_instances(
+    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.INSTANCE)
+
+
+@router.get("/studies/{study}/series", summary="Search for series in a study (QIDO-RS)")
+def search_study_series(
+    study: str,
+    request: Request,
+    principal: DicomReader,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.SERIES, study)
+
+
+@router.get("/studies/{study}/instances", summary="Search for instances in a study (QIDO-RS)")
+def search_study_instances(
+    study: str,
+    request: Request,
+    principal: DicomReader,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.INSTANCE, study)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/instances",
+    summary="Search for instances in a series (QIDO-RS)",
+)
+def search_series_instances(
+    study: str,
+    series: str,
+    request: Request,
+    principal: DicomReader,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    return _search(request, principal, session, settings, Level.INSTANCE, study, series)
+
+
+def _search(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    settings: Settings,
+    level: Level,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> JSONResponse:
+    if not accepts_dicom_json(request.headers.get("accept")):
+        raise NotAcceptable(f"search results are {DICOM_JSON}; the Accept header excludes it")
+    for name, uid in (("study", study_uid), ("series", series_uid)):
+        if uid is not None and not is_valid_uid(uid):
+            raise BadRequest(f"the {name} in the URL is not a valid UID")
+    spec = parse_search(
+        request.query_params.multi_items(),
+        level=level,
+        default_limit=settings.qido_default_limit,
+        max_limit=settings.qido_max_limit,
+    )
+    base_url = settings.base_url or str(request.base_url).rstrip("/")
+    found = qido.search(
+        session=session, spec=spec, base_url=base_url, study_uid=study_uid, series_uid=series_uid
+    )
+    record_access(
+        session=session,
+        principal=principal,
+        action="dicom.search",
+        status_code=200,
+        client_addr=client_addr(request),
+        request_id=request_id(request),
+        study_instance_uid=study_uid,
+        result_count=len(found.results),
+    )
+    # Counts and the level only: the query's values may name a patient.
+    log.info(
+        "qido.searched",
+        level=level.label,
+        result_count=len(found.results),
+        truncated=found.truncated,
+    )
+    headers = {}
+    if found.truncated:
+        host = urlsplit(base_url).netloc or request.url.netloc
+        headers["Warning"] = TRUNCATED_WARNING.format(host=host)
+    return JSONResponse(found.results, media_type=DICOM_JSON, headers=headers)
+
+
+def accepts_dicom_json(accept: str | None) -> bool:
+    """Return whether an Accept header admits application/dicom+json (no header admits all)."""
+    if accept is None or not accept.strip():
+        return True
+    for media_range in accept.split(","):
+        media_type, *params = (part.strip() for part in media_range.split(";"))
+        if media_type.lower() not in _ACCEPTABLE:
+            continue
+        quality = next((p.split("=", 1)[1] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            if float(quality) > 0:
+                return True
+        except ValueError:
+            continue
+    return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from service.db import WRITE_LOCK_OPTION
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
@@ -117,3 +117,37 @@ def get_or_create_series(session: Session, attrs: SeriesAttributes, study: Study
         session.add(series)
         session.flush()
     return series
+
+
+def list_instances_in(
+    session: Session,
+    *,
+    study_instance_uid: str,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    with_metadata: bool = False,
+) -> list[tuple[Instance, str]]:
+    """Return the instances of a study (narrowed to a series or one instance) with their series UID.
+
+    Ordered by series number, then instance number, as a viewer would list them.
+    ``with_metadata`` loads the deferred DICOM JSON column in the same query.
+    """
+    query = (
+        select(Instance, Series.series_instance_uid)
+        .join(Series, Instance.series_pk == Series.id)
+        .join(Study, Series.study_pk == Study.id)
+        .where(Study.study_instance_uid == study_instance_uid)
+    )
+    if series_instance_uid is not None:
+        query = query.where(Series.series_instance_uid == series_instance_uid)
+    if sop_instance_uid is not None:
+        query = query.where(Instance.sop_instance_uid == sop_instance_uid)
+    if with_metadata:
+        query = query.options(undefer(Instance.dicom_json))
+    query = query.order_by(
+        Series.series_number.asc().nulls_last(),
+        Series.series_instance_uid,
+        Instance.instance_number.asc().nulls_last(),
+        Instance.sop_instance_uid,
+    )
+    return [(row[0], row[1]) for row in session.execute(query)]

@@ -1,0 +1,128 @@
+"""Every route × every role: each role reaches exactly what DESIGN.md gives it."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.auth import service as auth_service
+from service.auth.roles import Role
+from service.db import session_scope
+from service.runtime import Runtime
+from tests.conftest import bearer
+
+ALL = frozenset(Role)
+PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz")}
+STORE = frozenset({Role.INTEGRATION, Role.ADMIN})
+READ_DICOM = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
+EXPLICIT = {
+    ("GET", "/api/v1/me"): ALL,
+    ("GET", "/api/v1/access-log"): frozenset({Role.ADMIN}),
+}
+
+
+def allowed_roles(method: str, path: str) -> frozenset[Role]:
+    """The roles DESIGN.md lets through; a new route must be classified here."""
+    if path.startswith("/dicomweb/"):
+        return STORE if method == "POST" else READ_DICOM
+    try:
+        return EXPLICIT[(method, path)]
+    except KeyError:
+        pytest.fail(f"route {method} {path} is not in the access-control matrix: add it")
+
+
+def all_routes(client: TestClient) -> list[tuple[str, str]]:
+    spec = client.app.openapi()  # type: ignore[attr-defined]
+    return sorted(
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    )
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", lambda m: "1" if "frame" in m.group(0) else "1.2.3", path)
+
+
+def test_the_matrix_covers_dicomweb_and_api(client: TestClient) -> None:
+    routes = all_routes(client)
+    assert ("POST", "/dicomweb/studies") in routes
+    assert ("GET", "/api/v1/me") in routes
+    for method, path in routes:
+        if (method, path) not in PUBLIC_ROUTES:
+            allowed_roles(method, path)
+
+
+def test_every_route_except_health_needs_a_token(client: TestClient) -> None:
+    for method, path in all_routes(client):
+        response = client.request(method, concrete(path))
+        if (method, path) in PUBLIC_ROUTES:
+            assert response.status_code == 200, path
+        else:
+            assert response.status_code == 401, f"{method} {path}"
+            assert response.json()["error"] == "NotAuthenticated"
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_each_role_reaches_only_its_routes(
+    client: TestClient, tokens: dict[Role, str], role: Role
+) -> None:
+    for method, path in all_routes(client):
+        if (method, path) in PUBLIC_ROUTES:
+            continue
+        response = client.request(method, concrete(path), headers=bearer(tokens[role]))
+        if role in allowed_roles(method, path):
+            assert response.status_code not in (401, 403, 500), (
+                f"{role.value} should reach {method} {path}: {response.status_code}"
+            )
+        else:
+            assert response.status_code == 403, f"{role.value} must not reach {method} {path}"
+            assert role.value in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("header", "detail"),
+    [
+        ("Bearer vgl_not-a-real-token", "unknown API token"),
+        ("Basic dXNlcjpwYXNz", "must be 'Bearer <token>'"),
+        ("Bearer ", "must be 'Bearer <token>'"),
+    ],
+)
+def test_bad_credentials_are_refused_with_a_reason(
+    client: TestClient, header: str, detail: str
+) -> None:
+    response = client.get("/api/v1/me", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert detail in response.json()["detail"]
+
+
+def test_revoked_and_expired_tokens_stop_working(client: TestClient, runtime: Runtime) -> None:
+    with session_scope(runtime.session_factory) as session:
+        revoked, revoked_secret = auth_service.create_token(session=session, role=Role.CLINICIAN)
+        _expired, expired_secret = auth_service.create_token(
+            session=session, role=Role.CLINICIAN, expires_in=timedelta(seconds=-1)
+        )
+    assert client.get("/api/v1/me", headers=bearer(revoked_secret)).status_code == 200
+    with session_scope(runtime.session_factory) as session:
+        auth_service.revoke_token(session=session, prefix=revoked.prefix)
+    response = client.get("/api/v1/me", headers=bearer(revoked_secret))
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]
+    response = client.get("/api/v1/me", headers=bearer(expired_secret))
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+
+
+def test_whoami_names_the_role_and_its_permissions(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
+    body = client.get("/api/v1/me", headers=bearer(tokens[Role.CLINICIAN])).json()
+    assert body["role"] == "clinician"
+    assert body["username"] == "svc-clinician"
+    assert "dicom:read" in body["permissions"]
+    assert "dicom:store" not in body["permissions"]

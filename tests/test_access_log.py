@@ -1,0 +1,83 @@
+"""The access log: a row for every read or write of patient data, and rows never change."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from service.auth.roles import Role
+from service.orm import AccessLogEntry
+from service.runtime import Runtime
+from tests.conftest import bearer
+from tests.factories import make_cr, to_bytes
+from tests.test_stow import stow
+
+
+def log_rows(runtime: Runtime) -> list[AccessLogEntry]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(AccessLogEntry).order_by(AccessLogEntry.at)))
+
+
+def test_store_writes_who_what_when_and_from_where(
+    client: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    ds = make_cr()
+    response = stow(client, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    assert response.status_code == 200
+    [row] = log_rows(runtime)
+    assert row.username == "svc-integration"
+    assert row.role == "integration"
+    assert row.action == "dicom.store"
+    assert row.sop_instance_uid == ds.SOPInstanceUID
+    assert row.study_instance_uid == ds.StudyInstanceUID
+    assert row.client_addr == "testclient"
+    assert row.request_id == response.headers["x-request-id"]
+    assert row.at is not None
+    assert row.token_pk is not None and row.user_pk is not None
+
+
+def test_refused_store_of_a_known_instance_is_logged_too(
+    client: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    first = make_cr(seed=1)
+    stow(client, tokens[Role.INTEGRATION], [to_bytes(first)])
+    clash = make_cr(
+        seed=2,
+        sop_uid=first.SOPInstanceUID,
+        study_uid=first.StudyInstanceUID,
+        series_uid=first.SeriesInstanceUID,
+    )
+    stow(client, tokens[Role.INTEGRATION], [to_bytes(clash)])
+    actions = [row.action for row in log_rows(runtime)]
+    assert actions == ["dicom.store", "dicom.store.refused"]
+
+
+def test_admin_reads_the_log_newest_first_and_filters_by_study(
+    client: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    a, b = make_cr(), make_cr()
+    stow(client, tokens[Role.INTEGRATION], [to_bytes(a)])
+    stow(client, tokens[Role.ADMIN], [to_bytes(b)])
+    rows = client.get("/api/v1/access-log", headers=bearer(tokens[Role.ADMIN])).json()
+    assert [r["study_instance_uid"] for r in rows] == [b.StudyInstanceUID, a.StudyInstanceUID]
+    only_a = client.get(
+        "/api/v1/access-log",
+        params={"study": a.StudyInstanceUID},
+        headers=bearer(tokens[Role.ADMIN]),
+    ).json()
+    assert [r["username"] for r in only_a] == ["svc-integration"]
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE access_log SET username = 'someone else'", "DELETE FROM access_log"]
+)
+def test_the_database_refuses_to_change_or_delete_log_rows(
+    client: TestClient, integration_token: str, runtime: Runtime, statement: str
+) -> None:
+    stow(client, integration_token, [to_bytes(make_cr())])
+    with pytest.raises(DBAPIError, match="append-only"), runtime.engine.begin() as conn:
+        conn.execute(text(statement))
+    [row] = log_rows(runtime)
+    assert row.username == "svc-integration"

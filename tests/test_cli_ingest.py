@@ -1,0 +1,122 @@
+"""`vigil ingest`: files, folders and zip files, a progress bar, a summary, safe zips."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from service.cli.main import cli
+from service.orm import AccessLogEntry
+from service.runtime import Runtime
+from service.settings import Settings, get_settings
+from tests.factories import make_cr, rg1_files, to_bytes
+from tests.test_stow import archive_files, instance_count
+from tests.test_tokens_at_rest import cli_env
+
+
+def ingest(settings: Settings, *paths: Path, extra_env: dict[str, str] | None = None):
+    get_settings.cache_clear()
+    try:
+        env = cli_env(settings) | (extra_env or {})
+        return CliRunner().invoke(cli, ["ingest", *map(str, paths)], env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+def write_instances(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"img{i}.dcm"
+        path.write_bytes(to_bytes(make_cr(seed=i, rows=32, columns=32)))
+        paths.append(path)
+    return paths
+
+
+def test_rg1_files_ingest_through_the_cli(settings: Settings, runtime: Runtime) -> None:
+    result = ingest(settings, *rg1_files().values())
+    assert result.exit_code == 0, result.output
+    assert "3 stored, 1 already stored, 0 failed (of 4)" in result.output
+    assert "Ingesting" in result.output
+    assert instance_count(runtime) == 3
+
+
+def test_folder_and_zip_and_rerun_is_idempotent(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    write_instances(tmp_path / "in" / "nested", 3)
+    zip_path = tmp_path / "more.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(2):
+            zf.writestr(f"study/x{i}.dcm", to_bytes(make_cr(seed=100 + i, rows=32, columns=32)))
+    first = ingest(settings, tmp_path / "in", zip_path)
+    assert first.exit_code == 0, first.output
+    assert "5 stored, 0 already stored, 0 failed (of 5)" in first.output
+    again = ingest(settings, tmp_path / "in", zip_path)
+    assert "0 stored, 5 already stored, 0 failed (of 5)" in again.output
+    assert instance_count(runtime) == 5
+    with runtime.session_factory() as session:
+        rows = session.scalars(select(AccessLogEntry)).all()
+    assert len(rows) == 10
+    assert all(r.username.startswith("cli:") and r.client_addr == "cli" for r in rows)
+
+
+def test_bad_files_are_reported_with_reasons_and_exit_code_1(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    write_instances(tmp_path / "in", 1)
+    (tmp_path / "in" / "notes.txt").write_text("not dicom")
+    result = ingest(settings, tmp_path / "in", tmp_path / "missing.dcm")
+    assert result.exit_code == 1
+    assert "1 stored, 0 already stored, 2 failed (of 3)" in result.output
+    assert "notes.txt: not a DICOM Part 10 file" in result.output
+    assert "missing.dcm: no such file or folder" in result.output
+
+
+def test_zip_slip_members_are_refused_and_nothing_escapes(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    zip_path = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        zf.writestr("../../escaped.dcm", to_bytes(make_cr(seed=1, rows=32, columns=32)))
+        zf.writestr("/abs/escaped2.dcm", to_bytes(make_cr(seed=2, rows=32, columns=32)))
+        zf.writestr("fine/ok.dcm", to_bytes(make_cr(seed=3, rows=32, columns=32)))
+    result = ingest(settings, zip_path)
+    assert result.exit_code == 1
+    assert "1 stored, 0 already stored, 2 failed (of 3)" in result.output
+    assert result.output.count("escapes the target folder (zip slip)") == 2
+    assert not (tmp_path / "escaped.dcm").exists()
+    assert not list(tmp_path.parent.glob("escaped*.dcm"))
+    assert instance_count(runtime) == 1
+
+
+def test_zip_bomb_is_refused_before_extraction(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    zip_path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", to_bytes(make_cr(seed=1, rows=32, columns=32)))
+        zf.writestr("zeros.dcm", b"\0" * (50 * 1024 * 1024))
+    result = ingest(settings, zip_path)
+    assert result.exit_code == 1
+    assert "zip bomb" in result.output
+    assert "nothing extracted" in result.output
+    assert instance_count(runtime) == 0
+    assert list(runtime.archive.incoming.iterdir()) == []
+
+
+def test_zip_over_the_total_size_limit_is_refused(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    zip_path = tmp_path / "big.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(3):
+            zf.writestr(f"{i}.dcm", to_bytes(make_cr(seed=i, rows=64, columns=64)))
+    result = ingest(settings, zip_path, extra_env={"VIGIL_MAX_ZIP_TOTAL_BYTES": "10000"})
+    assert result.exit_code == 1
+    assert "over the limit of 10000" in result.output
+    assert instance_count(runtime) == 0
+    assert archive_files(runtime) == []

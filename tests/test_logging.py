@@ -1,0 +1,60 @@
+"""Logs are JSON lines with a request id, and never hold patient identifiers or bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.factories import make_cr, to_bytes
+from tests.test_stow import stow
+
+SECRET_NAME = "Zyxwvut^Patientname"
+SECRET_ID = "PHI-4242-ID"
+
+
+def test_logs_are_json_and_free_of_patient_identifiers(
+    capsys: pytest.CaptureFixture[str], client: TestClient, integration_token: str
+) -> None:
+    # capsys comes first so the app's logger is created writing into the capture.
+    ds = make_cr(patient_name=SECRET_NAME, patient_id=SECRET_ID)
+    payload = to_bytes(ds)
+    assert stow(client, integration_token, [payload]).status_code == 200
+    stow(client, integration_token, [payload[:-100]])  # a refusal is logged too
+    client.get(
+        "/dicomweb/studies",
+        params={"PatientName": SECRET_NAME, "PatientID": SECRET_ID},
+        headers={"Authorization": f"Bearer {integration_token}"},
+    )
+    logged = capsys.readouterr().err
+    assert "request.completed" in logged
+    assert SECRET_NAME.split("^")[0] not in logged
+    assert SECRET_ID not in logged
+    completed = [
+        json.loads(line)
+        for line in logged.splitlines()
+        if line.startswith("{") and "request.completed" in line
+    ]
+    assert len(completed) >= 3
+    assert all(entry["request_id"] for entry in completed)
+    assert all("?" not in entry["route"] for entry in completed)
+
+
+def test_an_unexpected_error_answers_500_without_a_traceback(
+    settings: Settings, integration_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Break the route from inside: a TypeError the handler cannot expect.
+    monkeypatch.setattr("service.auth.endpoints.ROLE_PERMISSIONS", None)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {integration_token}"}
+        )
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"] == "InternalError"
+    assert "Traceback" not in response.text
+    assert "request id" in body["detail"]
+    assert response.headers["x-request-id"] in body["detail"]
