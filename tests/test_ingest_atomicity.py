@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service.dicom.archive import Archive
+from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason
+from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from tests.factories import make_cr, to_bytes
 from tests.test_stow import archive_files, failures, instance_count, stow
@@ -34,17 +38,26 @@ def test_disk_failure_while_filing_leaves_nothing(
 def test_database_failure_at_commit_removes_the_placed_file(
     client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_commit = Session.commit
+    real_place, real_commit = Archive.place, Session.commit
+    placed: list[str] = []
+    failed: list[bool] = []
 
-    def failing_commit(self: Session) -> None:
-        if self.info.get("failed_once"):
-            return real_commit(self)
-        self.info["failed_once"] = True
-        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+    def place_and_remember(self: Archive, received: ReceivedFile, relative: str) -> Path:
+        placed.append(relative)
+        return real_place(self, received, relative)
 
-    monkeypatch.setattr(Session, "commit", failing_commit)
+    def commit_failing_after_place(self: Session) -> None:
+        # Only the commit of the transaction that filed the instance fails.
+        if placed and not failed:
+            failed.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost"))
+        real_commit(self)
+
+    monkeypatch.setattr(Archive, "place", place_and_remember)
+    monkeypatch.setattr(Session, "commit", commit_failing_after_place)
     response = stow(client, integration_token, [to_bytes(make_cr())])
     monkeypatch.setattr(Session, "commit", real_commit)
+    assert placed, "the instance never reached the filing step"
     assert response.status_code == 409
     [(code, reason)] = failures(response.json())
     assert code == FailureReason.PROCESSING_FAILURE
@@ -52,3 +65,6 @@ def test_database_failure_at_commit_removes_the_placed_file(
     assert instance_count(runtime) == 0
     assert archive_files(runtime) == []
     assert list(runtime.archive.incoming.iterdir()) == []
+    with runtime.session_factory() as session:
+        actions = session.scalars(select(AccessLogEntry.action)).all()
+    assert "dicom.store" not in actions, "a log row claims a store that did not happen"

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from service.auth.access_log import record_access
 from service.auth.service import Principal
-from service.db import session_scope
 from service.dicom.sources import SourceItem, SourceLimits, iter_items
 from service.dicom.store import StoreOutcome, StoreStatus, store_received
 from service.runtime import Runtime
@@ -41,6 +42,20 @@ def ingest_paths(
         max_zip_members=settings.max_zip_members,
     )
     summary = IngestSummary()
+
+    def record(session: Session, outcome: StoreOutcome) -> None:
+        record_access(
+            session=session,
+            principal=principal,
+            action="dicom.store",
+            status_code=200,
+            client_addr="cli",
+            request_id="",
+            study_instance_uid=outcome.study_instance_uid,
+            series_instance_uid=outcome.series_instance_uid,
+            sop_instance_uid=outcome.sop_instance_uid,
+        )
+
     for item in iter_items(paths, runtime.archive, limits):
         outcome: StoreOutcome | None = None
         if item.received is None:
@@ -51,6 +66,7 @@ def ingest_paths(
                 archive=runtime.archive,
                 received=item.received,
                 require_image=not settings.accept_non_image,
+                audit=record,
             )
             if outcome.status is StoreStatus.STORED:
                 summary.stored += 1
@@ -58,19 +74,6 @@ def ingest_paths(
                 summary.already_stored += 1
             else:
                 summary.failed.append((item.label, outcome.reason))
-            if outcome.ok:
-                with session_scope(runtime.session_factory) as session:
-                    record_access(
-                        session=session,
-                        principal=principal,
-                        action="dicom.store",
-                        status_code=200,
-                        client_addr="cli",
-                        request_id="",
-                        study_instance_uid=outcome.study_instance_uid,
-                        series_instance_uid=outcome.series_instance_uid,
-                        sop_instance_uid=outcome.sop_instance_uid,
-                    )
         if on_item is not None:
             on_item(item, outcome)
     return summary

@@ -159,13 +159,16 @@ def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset
     """Return the dataset of a Part 10 file, large values left on disk; raise InstanceRejected."""
     with path.open("rb") as f:
         head = f.read(132)
-    if len(head) < 132 or head[128:132] != b"DICM":
+    has_preamble = head[128:132] == b"DICM"
+    # Some writers (pydicom's default, hence dicomweb-client) omit the preamble and start
+    # straight with the file meta group (0002,xxxx): accept that, nothing else.
+    if not has_preamble and head[:2] != b"\x02\x00":
         raise InstanceRejected(
-            "not a DICOM Part 10 file: no 'DICM' marker at byte 128",
+            "not a DICOM Part 10 file: no 'DICM' marker at byte 128 and no file meta group",
             FailureReason.CANNOT_UNDERSTAND,
         )
     try:
-        ds = pydicom.dcmread(path, defer_size=defer_size)
+        ds = pydicom.dcmread(path, defer_size=defer_size, force=not has_preamble)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise InstanceRejected(
             f"the file cannot be parsed as DICOM (truncated or malformed): {_short(exc)}",
@@ -185,7 +188,8 @@ def _ends_where_it_should(ds: Dataset, file_size: int) -> bool:
     tags = list(ds.keys())
     if not tags:
         meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
-        return meta_length is None or 132 + 12 + int(meta_length) == file_size
+        start = 132 if getattr(ds, "preamble", None) is not None else 0
+        return meta_length is None or start + 12 + int(meta_length) == file_size
     raw = ds.get_item(tags[-1], keep_deferred=True)
     length, value_tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
     if length is None or value_tell is None or length == _UNDEFINED_LENGTH:

@@ -122,29 +122,34 @@ class _Builder:
     def __init__(self, spec: SearchSpec, tags: frozenset[int], page: Page, base_url: str) -> None:
         self._level = spec.level
         self._include_all = spec.include_all
-        self._sources = {tag: _source(tag, spec.level) for tag in sorted(tags)}
+        # Resolved once per search, not per result: (JSON key, tag, source, keyword, VR).
+        self._plan = [
+            (tag_key(tag), tag, _source(tag, spec.level), keyword_for_tag(tag), _vr(tag))
+            for tag in sorted(tags)
+        ]
         self._page = page
         self._base_url = base_url
 
     def build(self, hit: Hit) -> DicomJson:
         """Return one result's attributes, ordered by tag."""
         out: DicomJson = {}
-        if self._include_all and self._level is Level.INSTANCE and hit.metadata:
-            out.update(hit.metadata)
-        for tag, source in self._sources.items():
+        merged = self._include_all and self._level is Level.INSTANCE and bool(hit.metadata)
+        if merged:
+            out.update(hit.metadata or {})
+        for key, tag, source, keyword, vr in self._plan:
             if source == "computed":
-                out[tag_key(tag)] = self._computed(tag, hit)
+                out[key] = self._computed(tag, hit)
             elif source == "index":
-                keyword = keyword_for_tag(tag)
-                out[tag_key(tag)] = _index_attribute(_vr(tag), hit.value(keyword))
+                out[key] = _index_attribute(vr, hit.value(keyword))
             else:
-                stored = (hit.metadata or {}).get(tag_key(tag))
+                stored = (hit.metadata or {}).get(key)
                 if stored is not None:
-                    out[tag_key(tag)] = stored
-                elif _vr(tag):
+                    out[key] = stored
+                elif vr:
                     # A return key without a value is still answered, empty (PS3.4 C.2.2.1).
-                    out[tag_key(tag)] = {"vr": _vr(tag)}
-        return dict(sorted(out.items()))
+                    out[key] = {"vr": vr}
+        # The plan is in tag order already; stored metadata merged in needs sorting.
+        return dict(sorted(out.items())) if merged else out
 
     def _computed(self, tag: int, hit: Hit) -> dict[str, Any]:
         study_pk = hit.study.id

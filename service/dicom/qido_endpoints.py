@@ -120,6 +120,7 @@ def _search(
         client_addr=client_addr(request),
         request_id=request_id(request),
         study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
         result_count=len(found.results),
     )
     # Counts and the level only: the query's values may name a patient.

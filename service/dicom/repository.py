@@ -126,14 +126,14 @@ def list_instances_in(
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
     with_metadata: bool = False,
-) -> list[tuple[Instance, str]]:
-    """Return the instances of a study (narrowed to a series or one instance) with their series UID.
+) -> list[Instance]:
+    """Return the instances of a study, narrowed to a series or to one instance.
 
     Ordered by series number, then instance number, as a viewer would list them.
     ``with_metadata`` loads the deferred DICOM JSON column in the same query.
     """
     query = (
-        select(Instance, Series.series_instance_uid)
+        select(Instance)
         .join(Series, Instance.series_pk == Series.id)
         .join(Study, Series.study_pk == Study.id)
         .where(Study.study_instance_uid == study_instance_uid)
@@ -150,4 +150,4 @@ def list_instances_in(
         Instance.instance_number.asc().nulls_last(),
         Instance.sop_instance_uid,
     )
-    return [(row[0], row[1]) for row in session.execute(query)]
+    return list(session.scalars(query))

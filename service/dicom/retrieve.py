@@ -24,7 +24,12 @@ from service.dicom import repository
 from service.dicom.archive import Archive
 from service.dicom.dicom_json import DicomJson, tag_key
 from service.dicom.multipart import iter_multipart_files
-from service.dicom.uids import EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
+from service.dicom.uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    is_valid_uid,
+)
 from service.errors import BadRequest, NotAcceptable, NotFound
 from service.log_config import get_logger
 from service.orm import Instance
@@ -33,6 +38,7 @@ log = get_logger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
 _AVAILABLE_TRANSFER_SYNTAX_UID = 0x00083002
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # PS3.18 Table 8.7.3-5: the media type of each compressed (encapsulated) transfer syntax.
 COMPRESSED_MEDIA_TYPES: dict[str, str] = {
     "1.2.840.10008.1.2.4.50": "image/jpeg",
@@ -50,6 +56,7 @@ COMPRESSED_MEDIA_TYPES: dict[str, str] = {
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
+_LITTLE_ENDIAN_NATIVE = frozenset({IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
 # Any transfer syntax: what the client says with transfer-syntax=* (or by leaving it out).
 AS_STORED = "*"
 # Any media type: what the client says with */*, multipart/* or no Accept header.
@@ -67,10 +74,9 @@ class Target:
 
 @dataclass(frozen=True)
 class Located:
-    """A stored instance found for a retrieve, with its series UID and absolute file path."""
+    """A stored instance found for a retrieve, with the absolute path of its file."""
 
     instance: Instance
-    series_instance_uid: str
     path: Path
 
 
@@ -132,11 +138,14 @@ def find_instances(
     )
     if not rows:
         raise NotFound(_not_found_reason(session, target))
-    located = [Located(inst, series_uid, archive.path(inst.file_path)) for inst, series_uid in rows]
-    for item in [] if with_metadata else located:
-        if not item.path.is_file():
-            log.error("wado.file_missing", instance_pk=str(item.instance.id))
-            raise NotFound("a stored instance's file is missing from the archive; tell an admin")
+    located = [Located(inst, archive.path(inst.file_path)) for inst in rows]
+    if not with_metadata:  # metadata comes from the database; only the others read files
+        for item in located:
+            if not item.path.is_file():
+                log.error("wado.file_missing", instance_pk=str(item.instance.id))
+                raise NotFound(
+                    "a stored instance's file is missing from the archive; tell an admin"
+                )
     return located
 
 
@@ -184,10 +193,12 @@ def plan_instance_parts(located: list[Located], accepted: list[str]) -> list[Ins
         stored = item.instance.transfer_syntax_uid
         choice = next((ts for ts in accepted if _can_send(stored, ts)), None)
         if choice is None:
-            wanted = ", ".join(accepted)
+            offered = [stored] + [
+                ts for ts in (EXPLICIT_VR_LITTLE_ENDIAN,) if ts != stored and _can_send(stored, ts)
+            ]
             raise NotAcceptable(
-                f"instance {item.instance.sop_instance_uid} is stored as {stored} and can be sent "
-                f"only as stored or as {EXPLICIT_VR_LITTLE_ENDIAN}; asked for {wanted}"
+                f"instance {item.instance.sop_instance_uid} can be sent only in transfer syntax "
+                f"{' or '.join(offered)}; asked for {', '.join(accepted)}"
             )
         transfer_syntax = stored if choice == AS_STORED else choice
         parts.append(InstancePart(item.path, stored, transfer_syntax))
@@ -198,12 +209,25 @@ def _can_send(stored: str, wanted: str) -> bool:
     """Return whether a file stored in one transfer syntax can be sent in another."""
     if wanted in (AS_STORED, stored):
         return True
-    return wanted == EXPLICIT_VR_LITTLE_ENDIAN and _decodable(stored)
+    if wanted != EXPLICIT_VR_LITTLE_ENDIAN:
+        return False
+    # Big endian is left out: pydicom would write its pixel bytes unswapped.
+    return stored in _LITTLE_ENDIAN_NATIVE or (_compressed(stored) and _decodable(stored))
+
+
+def _compressed(transfer_syntax: str) -> bool:
+    """Return whether a transfer syntax encapsulates (compresses) pixel data."""
+    try:
+        return bool(UID(transfer_syntax).is_compressed)
+    except ValueError:  # not a transfer syntax pydicom knows
+        return False
 
 
 def _decodable(transfer_syntax: str) -> bool:
     """Return whether pydicom can decode pixel data in this transfer syntax here."""
     uid = UID(transfer_syntax)
+    if not uid.is_transfer_syntax:
+        return False
     if not uid.is_compressed:
         return True
     try:
@@ -293,11 +317,11 @@ def choose_frame_encoding(
             return decoded
         if media_type == ANY and stored is not None:
             return stored  # no decoder here, and the client takes anything
-    offered = (
-        f"{stored_media} or {OCTET_STREAM}"
-        if stored_media and can_decode
-        else (stored_media or OCTET_STREAM)
+    offered = " or ".join(
+        ([stored_media] if stored_media else []) + ([OCTET_STREAM] if can_decode else [])
     )
+    if not offered:
+        raise NotAcceptable(f"frames stored as {stored_transfer_syntax} cannot be decoded here")
     raise NotAcceptable(
         f"frames stored as {stored_transfer_syntax} can be sent only as "
         f'multipart/related; type="{offered}"'
@@ -311,8 +335,15 @@ def _wants_stored(media_type: str, transfer_syntax: str | None, stored: FrameEnc
     return media_type == OCTET_STREAM and transfer_syntax == AS_STORED
 
 
+def read_dataset(located: Located) -> Dataset:
+    """Return the stored file of an instance, read whole (pixels included)."""
+    return pydicom.dcmread(located.path)
+
+
 def frame_payloads(ds: Dataset, numbers: list[int], encoding: FrameEncoding) -> list[bytes]:
     """Return the bytes of each 1-based frame, decoded or as the stored bitstream."""
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        raise NotFound("the instance has no pixel data, so no frames")
     if encoding.encapsulated:
         return [_encapsulated_frame(ds, n - 1) for n in numbers]
     return [_decoded_frame(ds, n - 1) for n in numbers]

@@ -7,6 +7,7 @@ points to (harmless, overwritten by the next store), never a row without its fil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -19,7 +20,7 @@ from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
 from service.log_config import get_logger
-from service.orm import Instance
+from service.orm import Instance, Patient, Series, Study
 
 log = get_logger(__name__)
 
@@ -45,6 +46,10 @@ class StoreOutcome:
         return self.status is not StoreStatus.FAILED
 
 
+# Called with the storing transaction's session, before its commit.
+Audit = Callable[[Session, StoreOutcome], None]
+
+
 def store_received(
     *,
     session_factory: sessionmaker[Session],
@@ -52,8 +57,13 @@ def store_received(
     received: ReceivedFile,
     require_image: bool = True,
     expected_study_uid: str | None = None,
+    audit: Audit | None = None,
 ) -> StoreOutcome:
-    """Store an incoming file and return what happened; the incoming file is consumed."""
+    """Store an incoming file and return what happened; the incoming file is consumed.
+
+    ``audit`` runs inside the storing transaction for instances stored or already stored,
+    so the access-log row commits with the instance or not at all.
+    """
     try:
         parsed = parse_instance(received.path, require_image=require_image)
         if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
@@ -64,7 +74,7 @@ def store_received(
                 sop_class_uid=parsed.instance.sop_class_uid,
                 sop_instance_uid=parsed.instance.sop_instance_uid,
             )
-        return _index_and_file(session_factory, archive, received, parsed)
+        return _index_and_file(session_factory, archive, received, parsed, audit)
     except InstanceRejected as rejected:
         log.info("ingest.rejected", failure=rejected.code.name)
         return StoreOutcome(
@@ -83,21 +93,14 @@ def _index_and_file(
     archive: Archive,
     received: ReceivedFile,
     parsed: ParsedInstance,
+    audit: Audit | None,
 ) -> StoreOutcome:
-    inst, study_uid = parsed.instance, parsed.study.study_instance_uid
-    series_uid = parsed.series.series_instance_uid
-
-    def outcome(status: StoreStatus, reason: str = "") -> StoreOutcome:
-        return StoreOutcome(
-            status,
-            sop_class_uid=inst.sop_class_uid,
-            sop_instance_uid=inst.sop_instance_uid,
-            study_instance_uid=study_uid,
-            series_instance_uid=series_uid,
-            reason=reason,
-        )
-
-    relative = archive.relative_path(study_uid, series_uid, inst.sop_instance_uid)
+    inst = parsed.instance
+    relative = archive.relative_path(
+        parsed.study.study_instance_uid,
+        parsed.series.series_instance_uid,
+        inst.sop_instance_uid,
+    )
     placed = False
     try:
         with session_scope(session_factory) as session:
@@ -105,53 +108,25 @@ def _index_and_file(
                 session,
                 [
                     f"patient:{parsed.patient.patient_id}|{parsed.patient.issuer_of_patient_id}",
-                    f"study:{study_uid}",
-                    f"series:{series_uid}",
+                    f"study:{parsed.study.study_instance_uid}",
+                    f"series:{parsed.series.series_instance_uid}",
                     f"sop:{inst.sop_instance_uid}",
                 ],
             )
             existing = repository.get_instance(session, inst.sop_instance_uid)
             if existing is not None:
                 _check_same_instance(archive, received, parsed, existing)
-                return outcome(StoreStatus.ALREADY_STORED)
-            series = repository.get_series(session, series_uid)
-            if series is not None:
-                owner = repository.get_study(session, study_uid)
-                if owner is None or series.study_pk != owner.id:
-                    raise _rejected(
-                        parsed,
-                        f"SeriesInstanceUID {series_uid} is already stored in another study",
-                    )
-            patient = repository.get_or_create_patient(session, parsed.patient)
-            study = repository.get_or_create_study(session, parsed.study, patient)
-            if study.patient_pk != patient.id:
-                raise _rejected(
-                    parsed,
-                    f"StudyInstanceUID {study_uid} is already stored for another PatientID",
-                )
-            series = repository.get_or_create_series(session, parsed.series, study)
-            session.add(
-                Instance(
-                    sop_instance_uid=inst.sop_instance_uid,
-                    series_pk=series.id,
-                    sop_class_uid=inst.sop_class_uid,
-                    instance_number=inst.instance_number,
-                    rows=inst.rows,
-                    columns=inst.columns,
-                    number_of_frames=inst.number_of_frames,
-                    bits_allocated=inst.bits_allocated,
-                    photometric_interpretation=inst.photometric_interpretation,
-                    view_position=inst.view_position,
-                    transfer_syntax_uid=inst.transfer_syntax_uid,
-                    file_path=relative,
-                    file_size=received.size,
-                    sha256=received.sha256,
-                    dicom_json=parsed.dicom_json,
-                )
-            )
-            session.flush()
-            archive.place(received, relative)
-            placed = True
+                status = StoreStatus.ALREADY_STORED
+            else:
+                series = _series_for(session, parsed)
+                session.add(_instance_row(parsed, series, relative, received))
+                session.flush()
+                archive.place(received, relative)
+                placed = True
+                status = StoreStatus.STORED
+            outcome = _outcome(parsed, status)
+            if audit is not None:
+                audit(session, outcome)  # same transaction: no store without its log row
     except SQLAlchemyError as exc:
         if placed:
             archive.remove(relative)
@@ -172,8 +147,71 @@ def _index_and_file(
             sop_class_uid=inst.sop_class_uid,
             sop_instance_uid=inst.sop_instance_uid,
         ) from exc
-    log.info("ingest.stored", size=received.size)
-    return outcome(StoreStatus.STORED)
+    log.info("ingest.stored" if placed else "ingest.already_stored", size=received.size)
+    return outcome
+
+
+def _series_for(session: Session, parsed: ParsedInstance) -> Series:
+    """Return the instance's series, created (with study and patient) if new.
+
+    Raises InstanceRejected when the UIDs contradict what is stored: a series under another
+    study, or a study under another patient.
+    """
+    study_uid = parsed.study.study_instance_uid
+    series = repository.get_series(session, parsed.series.series_instance_uid)
+    if series is not None:
+        study = session.get_one(Study, series.study_pk)
+        if study.study_instance_uid != study_uid:
+            raise _rejected(
+                parsed,
+                f"SeriesInstanceUID {series.series_instance_uid} is already stored in "
+                "another study",
+            )
+        patient = session.get_one(Patient, study.patient_pk)
+    else:
+        patient = repository.get_or_create_patient(session, parsed.patient)
+        study = repository.get_or_create_study(session, parsed.study, patient)
+    if study.patient_pk != patient.id or (
+        (patient.patient_id, patient.issuer_of_patient_id)
+        != (parsed.patient.patient_id, parsed.patient.issuer_of_patient_id)
+    ):
+        raise _rejected(
+            parsed, f"StudyInstanceUID {study_uid} is already stored for another PatientID"
+        )
+    return series or repository.get_or_create_series(session, parsed.series, study)
+
+
+def _instance_row(
+    parsed: ParsedInstance, series: Series, relative: str, received: ReceivedFile
+) -> Instance:
+    inst = parsed.instance
+    return Instance(
+        sop_instance_uid=inst.sop_instance_uid,
+        series_pk=series.id,
+        sop_class_uid=inst.sop_class_uid,
+        instance_number=inst.instance_number,
+        rows=inst.rows,
+        columns=inst.columns,
+        number_of_frames=inst.number_of_frames,
+        bits_allocated=inst.bits_allocated,
+        photometric_interpretation=inst.photometric_interpretation,
+        view_position=inst.view_position,
+        transfer_syntax_uid=inst.transfer_syntax_uid,
+        file_path=relative,
+        file_size=received.size,
+        sha256=received.sha256,
+        dicom_json=parsed.dicom_json,
+    )
+
+
+def _outcome(parsed: ParsedInstance, status: StoreStatus) -> StoreOutcome:
+    return StoreOutcome(
+        status,
+        sop_class_uid=parsed.instance.sop_class_uid,
+        sop_instance_uid=parsed.instance.sop_instance_uid,
+        study_instance_uid=parsed.study.study_instance_uid,
+        series_instance_uid=parsed.series.series_instance_uid,
+    )
 
 
 def _check_same_instance(

@@ -15,7 +15,7 @@ from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep, client_addr
 from service.dicom.archive import Archive
 from service.dicom.failure import FailureReason
 from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
-from service.dicom.store import StoreOutcome, StoreStatus, store_received
+from service.dicom.store import Audit, StoreOutcome, StoreStatus, store_received
 from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -60,11 +60,17 @@ async def _store(
 ) -> JSONResponse:
     parts = await _receive_parts(request, settings, archive)
     outcomes = await run_in_threadpool(
-        _store_parts, parts, settings, archive, session_factory, study_instance_uid
+        _store_parts,
+        parts,
+        settings,
+        archive,
+        session_factory,
+        study_instance_uid,
+        _access_recorder(principal, request),
     )
     base_url = settings.base_url or str(request.base_url).rstrip("/")
     status, body = stow_response(outcomes, base_url)
-    await run_in_threadpool(_log_access, session_factory, principal, outcomes, status, request)
+    await run_in_threadpool(_log_refusals, session_factory, principal, outcomes, request)
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
 
 
@@ -141,6 +147,7 @@ def _store_parts(
     archive: Archive,
     session_factory: sessionmaker[Session],
     study_instance_uid: str | None,
+    audit: Audit,
 ) -> list[StoreOutcome]:
     outcomes: list[StoreOutcome] = []
     for part in parts:
@@ -169,30 +176,51 @@ def _store_parts(
                     received=part.file,
                     require_image=not settings.accept_non_image,
                     expected_study_uid=study_instance_uid,
+                    audit=audit,
                 )
             )
     return outcomes
 
 
-def _log_access(
+def _access_recorder(principal: Principal, request: Request) -> Audit:
+    """Return the hook that writes a store's access-log row inside its transaction."""
+
+    def record(session: Session, outcome: StoreOutcome) -> None:
+        record_access(
+            session=session,
+            principal=principal,
+            action="dicom.store",
+            status_code=200,
+            client_addr=client_addr(request),
+            request_id=request_id(request),
+            study_instance_uid=outcome.study_instance_uid,
+            series_instance_uid=outcome.series_instance_uid,
+            sop_instance_uid=outcome.sop_instance_uid,
+        )
+
+    return record
+
+
+def _log_refusals(
     session_factory: sessionmaker[Session],
     principal: Principal,
     outcomes: list[StoreOutcome],
-    status: int,
     request: Request,
 ) -> None:
+    """Log refused instances that named a SOP instance (attempts on patient data)."""
+    refused = [o for o in outcomes if not o.ok and o.sop_instance_uid]
+    if not refused:
+        return
     with session_scope(session_factory) as session:
-        for outcome in outcomes:
-            if outcome.status is StoreStatus.FAILED and not outcome.sop_instance_uid:
-                continue
+        for outcome in refused:
             record_access(
                 session=session,
                 principal=principal,
-                action="dicom.store" if outcome.ok else "dicom.store.refused",
-                status_code=status,
+                action="dicom.store.refused",
+                status_code=409,
                 client_addr=client_addr(request),
                 request_id=request_id(request),
                 study_instance_uid=outcome.study_instance_uid or None,
                 series_instance_uid=outcome.series_instance_uid or None,
-                sop_instance_uid=outcome.sop_instance_uid or None,
+                sop_instance_uid=outcome.sop_instance_uid,
             )

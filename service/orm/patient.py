@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.orm.base import Base, CreatedAt, UUIDKey
@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
 class Patient(UUIDKey, CreatedAt, Base):
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("patient_id", "issuer_of_patient_id"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "issuer_of_patient_id"),
+        # QIDO matches names ignoring case: lower(name) = or LIKE 'prefix%'. text_pattern_ops
+        # lets PostgreSQL use the index for LIKE whatever the database's collation.
+        Index(
+            "ix_patients_patient_name_lower",
+            func.lower(literal_column("patient_name")).label("patient_name_lower"),
+            postgresql_ops={"patient_name_lower": "text_pattern_ops"},
+        ),
+    )
 
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.orm.base import Base, CreatedAt, UUIDKey, utcnow
@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 
 class Study(UUIDKey, CreatedAt, Base):
     __tablename__ = "studies"
+    __table_args__ = (
+        # Names match ignoring case in QIDO (see Patient's index on lower(patient_name)).
+        Index(
+            "ix_studies_referring_physician_name_lower",
+            func.lower(literal_column("referring_physician_name")).label("physician_lower"),
+            postgresql_ops={"physician_lower": "text_pattern_ops"},
+        ),
+    )
 
     study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
     patient_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
