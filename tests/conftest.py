@@ -20,7 +20,6 @@ from service.migrate import upgrade
 from service.orm import Base
 from service.runtime import Runtime, open_runtime
 from service.settings import Environment, Settings
-
 from tests.factories import stow_headers
 
 POSTGRES_URL = os.environ.get("VIGIL_TEST_DATABASE_URL", "")

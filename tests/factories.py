@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
+BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
 BOUNDARY = "vigil-test-boundary"
 
 
@@ -49,7 +49,7 @@ def make_cr(
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
     ds.SOPClassUID = CR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid or generate_uid()
+    ds.SOPInstanceUID = UID(sop_uid) if sop_uid else generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.StudyInstanceUID = study_uid or generate_uid()
     ds.SeriesInstanceUID = series_uid or generate_uid()

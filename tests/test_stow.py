@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -23,7 +24,7 @@ def stow(client: TestClient, token: str, parts: list[bytes], study: str | None =
     return client.post(url, content=multipart_body(parts), headers=stow_headers(token))
 
 
-def failures(body: dict) -> list[tuple[int, str]]:
+def failures(body: dict[str, Any]) -> list[tuple[int, str]]:
     return [
         (item[REASON]["Value"][0], item[DETAIL]["Value"][0])
         for item in body.get(FAILED, {}).get("Value", [])

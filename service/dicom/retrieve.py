@@ -261,7 +261,7 @@ def explicit_little_endian(path: Path) -> bytes:
 
     The SOP Instance UID is kept: the transfer syntax is an encoding, not a new instance.
     """
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)  # stored files were checked at ingest
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress(generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
@@ -337,7 +337,8 @@ def _wants_stored(media_type: str, transfer_syntax: str | None, stored: FrameEnc
 
 def read_dataset(located: Located) -> Dataset:
     """Return the stored file of an instance, read whole (pixels included)."""
-    return pydicom.dcmread(located.path)
+    # force: files written without a preamble were accepted (and checked) at ingest.
+    return pydicom.dcmread(located.path, force=True)
 
 
 def frame_payloads(ds: Dataset, numbers: list[int], encoding: FrameEncoding) -> list[bytes]:

@@ -2,7 +2,8 @@
 
 Not a test (pytest does not collect it). Run it by hand from the repository root:
 
-    .venv/bin/python tests/benchmarks/ingest.py              # the full run (about 15 minutes)
+    .venv/bin/python tests/benchmarks/ingest.py              # full run: ~3 min on 2 cores
+    .venv/bin/python tests/benchmarks/ingest.py --rounds 3   # best of 3, on a busy machine
     .venv/bin/python tests/benchmarks/ingest.py --small 100 --large 10 --skip-postgres
 
 Each target is a fresh server process on a free loopback port with an empty archive in a
@@ -618,17 +619,16 @@ def measures(threads: int) -> list[Measure]:
 class TargetResult:
     endpoint: Endpoint
     values: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
     failures: int = 0
 
 
 def bench_target(endpoint: Endpoint, args: argparse.Namespace, seed: int) -> TargetResult:
+    """Return one server's STOW rates and QIDO/WADO latencies, printing details as it goes."""
     result = TargetResult(endpoint)
     factory = InstanceFactory(seed)
 
     def say(line: str) -> None:
         print(f"  [{endpoint.name}] {line}", flush=True)
-        result.notes.append(line)
 
     warm = stow(endpoint, factory.batch(INSTANCES_PER_STUDY, 512), 1)
     if warm.failures:
