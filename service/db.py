@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,3 +70,25 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# SQLite has one writer at a time; its busy handler makes waiters sleep 1, 2, 5 ... 100 ms.
+# Writers of this process queue here instead and start the moment the lock is free.
+_SQLITE_WRITER = threading.Lock()
+
+
+@contextmanager
+def write_session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session for a read-then-write transaction; commit or roll back at the end.
+
+    On SQLite the transaction holds the database's write lock from its first statement
+    (BEGIN IMMEDIATE), taken in turn by this process's writers.
+    """
+    bind = factory.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        with session_scope(factory) as session:
+            yield session
+        return
+    with _SQLITE_WRITER, session_scope(factory) as session:
+        session.connection(execution_options={WRITE_LOCK_OPTION: True})
+        yield session

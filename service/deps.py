@@ -12,16 +12,23 @@ from service.dicom.archive import Archive
 from service.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The lookups below are `async def` on purpose: FastAPI runs plain `def` dependencies in its
+# thread pool, and a thread hop costs more than these attribute reads.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
-    return request.app.state.session_factory  # type: ignore[no-any-return]
+async def get_session_factory_dep(request: Request) -> sessionmaker[Session]:
+    return session_factory_of(request)
 
 
-def get_archive(request: Request) -> Archive:
+async def get_archive(request: Request) -> Archive:
     return request.app.state.archive  # type: ignore[no-any-return]
+
+
+def session_factory_of(request: Request) -> sessionmaker[Session]:
+    """Return the app's session factory (for code outside dependency injection)."""
+    return request.app.state.session_factory  # type: ignore[no-any-return]
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -30,7 +37,7 @@ def get_session(request: Request) -> Iterator[Session]:
     Scope "function": the commit happens before the response is sent, so a client never
     hears "done" about something that is not yet durable.
     """
-    session = get_session_factory(request)()
+    session = session_factory_of(request)()
     try:
         yield session
         session.commit()
@@ -52,5 +59,5 @@ def request_id(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory_dep)]
 ArchiveDep = Annotated[Archive, Depends(get_archive)]

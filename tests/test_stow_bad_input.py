@@ -254,3 +254,20 @@ def test_compressed_transfer_syntaxes_are_decoded_and_stored(
     [stored] = archive_files(runtime)
     assert stored.read_bytes() == path.read_bytes()
     assert pydicom.dcmread(stored).pixel_array.size > 0
+
+
+def test_study_already_filed_under_another_patient_is_refused(
+    client: TestClient, integration_token: str, runtime: Runtime
+) -> None:
+    first = make_cr(patient_id="PID-A")
+    assert stow(client, integration_token, [to_bytes(first)]).status_code == 200
+    same_series = make_cr(
+        patient_id="PID-B", study_uid=first.StudyInstanceUID, series_uid=first.SeriesInstanceUID
+    )
+    new_series = make_cr(patient_id="PID-B", study_uid=first.StudyInstanceUID)
+    response = stow(client, integration_token, [to_bytes(same_series), to_bytes(new_series)])
+    assert response.status_code == 409
+    reasons = [reason for _code, reason in failures(response.json())]
+    assert len(reasons) == 2
+    assert all("already stored for another PatientID" in r for r in reasons)
+    assert instance_count(runtime) == 1

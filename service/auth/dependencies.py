@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,8 +10,7 @@ from fastapi import Depends, Request
 from service.auth import service as auth_service
 from service.auth.roles import Permission, allows
 from service.auth.service import Principal
-from service.db import session_scope
-from service.deps import get_session_factory
+from service.deps import session_factory_of
 from service.errors import Forbidden, NotAuthenticated
 from service.log_config import get_logger
 
@@ -26,16 +25,16 @@ def get_principal(request: Request) -> Principal:
         raise NotAuthenticated("this route needs an API token: Authorization: Bearer <token>")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
-    with session_scope(get_session_factory(request)) as session:
+    with session_factory_of(request)() as session:  # read-only: closed without a commit
         principal = auth_service.authenticate_token(session=session, secret=secret.strip())
     request.state.principal = principal
     return principal
 
 
-def require(permission: Permission) -> Callable[[Principal], Principal]:
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """Return a dependency that lets through only callers whose role holds a permission."""
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not allows(principal.role, permission):
             log.info("auth.forbidden", role=principal.role.value, permission=permission.value)
             raise Forbidden(

@@ -14,7 +14,14 @@ from service.settings import Environment, get_settings
 @click.option("--host", default=None, help="Default: VIGIL_HOST (127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Default: VIGIL_PORT (8000).")
 @click.option("--demo", is_flag=True, help="Load demo studies and print a development token.")
-def serve(host: str | None, port: int | None, demo: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes; more than one suits PostgreSQL (SQLite has one writer at a time).",
+)
+def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
     """Serve the API and DICOMweb on HOST:PORT."""
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
@@ -22,7 +29,21 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         _prepare_demo(host, port)
     if settings.environment is Environment.DEVELOPMENT and host not in ("127.0.0.1", "localhost"):
         click.echo("warning: development mode listening beyond this machine", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    if workers == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    else:
+        # Migrate once here; each worker process then builds its own app and pool.
+        runtime_for_cli().close()
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
 
 
 def _prepare_demo(host: str, port: int) -> None:

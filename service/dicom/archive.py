@@ -54,7 +54,7 @@ class IncomingWriter:
     def finish(self) -> ReceivedFile:
         """Close the file and return it; raise PayloadTooLarge if it went over the limit.
 
-        No fsync here: this may run on the event loop. ``Archive.place`` syncs the file.
+        No fsync here: ``Archive.sync`` does it, outside any database lock.
         """
         self._file.close()
         if self.too_large:
@@ -112,11 +112,14 @@ class Archive:
             raise ValueError("path escapes the archive")
         return full
 
-    def place(self, received: ReceivedFile, relative: str) -> Path:
-        """Move an incoming file to its place atomically (replacing a leftover) and fsync."""
-        target = self.path(relative)
+    def sync(self, received: ReceivedFile) -> None:
+        """Flush an incoming file's bytes to disk (before it is placed and indexed)."""
         if self.fsync:
             _fsync_path(received.path)
+
+    def place(self, received: ReceivedFile, relative: str) -> Path:
+        """Move a synced incoming file to its place atomically and fsync the folder(s)."""
+        target = self.path(relative)
         new_dirs = self._make_dirs(target.parent)
         os.replace(received.path, target)
         if self.fsync:

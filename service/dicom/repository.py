@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 
-from service.db import WRITE_LOCK_OPTION
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
 from service.orm import Instance, Patient, Series, Study
 
 
-def lock_for_write(session: Session, keys: Iterable[str]) -> None:
-    """Serialise writers that touch the same keys, until this transaction ends.
+def lock_keys(session: Session, keys: Iterable[str]) -> None:
+    """On PostgreSQL, lock keys until this transaction ends (sorted: no deadlocks).
 
-    PostgreSQL: transaction-scoped advisory locks, taken in sorted order so two writers
-    cannot deadlock. SQLite: the whole database's write lock (BEGIN IMMEDIATE).
+    SQLite needs nothing: a write session already holds the whole database's write lock.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        for key in sorted(set(keys)):
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    else:
-        session.connection(execution_options={WRITE_LOCK_OPTION: True})
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+@dataclass(frozen=True)
+class SeriesOwner:
+    """A stored series with the study and patient it belongs to."""
+
+    series: Series
+    study_instance_uid: str
+    patient_id: str
+    issuer_of_patient_id: str
+
+
+def get_series_owner(session: Session, series_instance_uid: str) -> SeriesOwner | None:
+    """Return a stored series and the UIDs/IDs it is filed under (one query)."""
+    row = session.execute(
+        select(Series, Study.study_instance_uid, Patient.patient_id, Patient.issuer_of_patient_id)
+        .join(Study, Series.study_pk == Study.id)
+        .join(Patient, Study.patient_pk == Patient.id)
+        .where(Series.series_instance_uid == series_instance_uid)
+    ).one_or_none()
+    return None if row is None else SeriesOwner(row[0], row[1], row[2], row[3])
 
 
 def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:

@@ -14,13 +14,13 @@ from enum import StrEnum
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import session_scope
+from service.db import write_session_scope
 from service.dicom import repository
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
 from service.log_config import get_logger
-from service.orm import Instance, Patient, Series, Study
+from service.orm import Instance, Series
 
 log = get_logger(__name__)
 
@@ -101,18 +101,11 @@ def _index_and_file(
         parsed.series.series_instance_uid,
         inst.sop_instance_uid,
     )
+    archive.sync(received)  # the slow part of durability, done before any lock is taken
     placed = False
     try:
-        with session_scope(session_factory) as session:
-            repository.lock_for_write(
-                session,
-                [
-                    f"patient:{parsed.patient.patient_id}|{parsed.patient.issuer_of_patient_id}",
-                    f"study:{parsed.study.study_instance_uid}",
-                    f"series:{parsed.series.series_instance_uid}",
-                    f"sop:{inst.sop_instance_uid}",
-                ],
-            )
+        with write_session_scope(session_factory) as session:
+            repository.lock_keys(session, [f"sop:{inst.sop_instance_uid}"])
             existing = repository.get_instance(session, inst.sop_instance_uid)
             if existing is not None:
                 _check_same_instance(archive, received, parsed, existing)
@@ -157,28 +150,42 @@ def _series_for(session: Session, parsed: ParsedInstance) -> Series:
     Raises InstanceRejected when the UIDs contradict what is stored: a series under another
     study, or a study under another patient.
     """
-    study_uid = parsed.study.study_instance_uid
-    series = repository.get_series(session, parsed.series.series_instance_uid)
-    if series is not None:
-        study = session.get_one(Study, series.study_pk)
-        if study.study_instance_uid != study_uid:
-            raise _rejected(
-                parsed,
-                f"SeriesInstanceUID {series.series_instance_uid} is already stored in "
-                "another study",
-            )
-        patient = session.get_one(Patient, study.patient_pk)
-    else:
-        patient = repository.get_or_create_patient(session, parsed.patient)
-        study = repository.get_or_create_study(session, parsed.study, patient)
-    if study.patient_pk != patient.id or (
-        (patient.patient_id, patient.issuer_of_patient_id)
-        != (parsed.patient.patient_id, parsed.patient.issuer_of_patient_id)
-    ):
+    owner = repository.get_series_owner(session, parsed.series.series_instance_uid)
+    if owner is None:
+        # Creating rows others may be creating too: lock them (PostgreSQL), then look again.
+        repository.lock_keys(
+            session,
+            [
+                f"patient:{parsed.patient.patient_id}|{parsed.patient.issuer_of_patient_id}",
+                f"study:{parsed.study.study_instance_uid}",
+                f"series:{parsed.series.series_instance_uid}",
+            ],
+        )
+        owner = repository.get_series_owner(session, parsed.series.series_instance_uid)
+    if owner is not None:
+        _check_owner(parsed, owner.study_instance_uid, owner.patient_id, owner.issuer_of_patient_id)
+        return owner.series
+    patient = repository.get_or_create_patient(session, parsed.patient)
+    study = repository.get_or_create_study(session, parsed.study, patient)
+    if study.patient_pk != patient.id:
+        raise _rejected(
+            parsed,
+            f"StudyInstanceUID {study.study_instance_uid} is already stored for another PatientID",
+        )
+    return repository.get_or_create_series(session, parsed.series, study)
+
+
+def _check_owner(parsed: ParsedInstance, study_uid: str, patient_id: str, issuer: str) -> None:
+    if study_uid != parsed.study.study_instance_uid:
+        raise _rejected(
+            parsed,
+            f"SeriesInstanceUID {parsed.series.series_instance_uid} is already stored in "
+            "another study",
+        )
+    if (patient_id, issuer) != (parsed.patient.patient_id, parsed.patient.issuer_of_patient_id):
         raise _rejected(
             parsed, f"StudyInstanceUID {study_uid} is already stored for another PatientID"
         )
-    return series or repository.get_or_create_series(session, parsed.series, study)
 
 
 def _instance_row(

@@ -23,6 +23,7 @@ from service.settings import Settings
 
 router = APIRouter(tags=["DICOMweb STOW-RS"])
 DICOM_JSON = "application/dicom+json"
+_FEED_BATCH_BYTES = 1 << 20
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
@@ -70,7 +71,8 @@ async def _store(
     )
     base_url = settings.base_url or str(request.base_url).rstrip("/")
     status, body = stow_response(outcomes, base_url)
-    await run_in_threadpool(_log_refusals, session_factory, principal, outcomes, request)
+    if any(not o.ok for o in outcomes):
+        await run_in_threadpool(_log_refusals, session_factory, principal, outcomes, request)
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
 
 
@@ -99,6 +101,7 @@ async def _receive_parts(
             'multipart/related; type="application/dicom"'
         )
     received = 0
+    pending = bytearray()
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -106,7 +109,12 @@ async def _receive_parts(
                 raise PayloadTooLarge(
                     f"request body over the limit of {settings.max_request_bytes} bytes"
                 )
-            reader.feed(chunk)
+            pending += chunk
+            if len(pending) >= _FEED_BATCH_BYTES:
+                # Hashing and writing a large body would stall every other request.
+                await run_in_threadpool(reader.feed, bytes(pending))
+                pending.clear()
+        reader.feed(bytes(pending))  # under one batch: cheaper here than a thread hop
         parts = reader.finish()
     except BaseException:
         reader.discard()

@@ -282,7 +282,11 @@ class Postgres:
 
 @contextmanager
 def vigil_server(
-    workdir: Path, backend: str, database_url: str | None, postgres: Postgres | None
+    workdir: Path,
+    backend: str,
+    database_url: str | None,
+    postgres: Postgres | None,
+    workers: int = 1,
 ) -> Iterator[Endpoint]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
@@ -314,10 +318,12 @@ def vigil_server(
         "file: written to .incoming/, fsync(file), rename into <study>/<series>/, "
         "fsync(series folder) and of each new parent folder",
         f"index: {index}",
-        "commits per instance: 2 (index rows; access-log row)",
+        "commits per instance: 1 (index rows and access-log row together)",
+        f"server processes: {workers}",
     ]
     log_path = workdir / "vigil.log"
-    with running([vigil, "serve"], env, log_path, f"http://127.0.0.1:{port}/healthz") as proc:
+    command = [vigil, "serve", "--workers", str(workers)]
+    with running(command, env, log_path, f"http://127.0.0.1:{port}/healthz") as proc:
         yield Endpoint(
             name=f"Vigil {backend}",
             product="Vigil",
@@ -837,6 +843,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--seed", type=int, default=20240115)
+    parser.add_argument(
+        "--vigil-pg-workers",
+        type=int,
+        default=1,
+        help="`vigil serve --workers N` for the PostgreSQL target (server CPU then counts "
+        "the parent process only)",
+    )
     parser.add_argument("--only", default="", help="comma-separated target names to run")
     return parser.parse_args()
 
@@ -858,7 +871,8 @@ def main() -> None:
             name = "Orthanc SQLite stock"
             plans.append((name, lambda d: _orthanc_sqlite(d, name, False)))
     if postgres is not None:
-        plans.append(("Vigil PostgreSQL", lambda d: _vigil_pg(d, postgres)))
+        workers = args.vigil_pg_workers
+        plans.append(("Vigil PostgreSQL", lambda d: _vigil_pg(d, postgres, workers)))
         if orthanc_pg:
             plans.append(("Orthanc PostgreSQL", lambda d: _orthanc_pg(d, postgres)))
     if args.only:
@@ -907,10 +921,10 @@ def _orthanc_sqlite(workdir: Path, name: str, full: bool) -> Iterator[Endpoint]:
 
 
 @contextmanager
-def _vigil_pg(workdir: Path, postgres: Postgres) -> Iterator[Endpoint]:
+def _vigil_pg(workdir: Path, postgres: Postgres, workers: int) -> Iterator[Endpoint]:
     with (
         postgres.database("vigil_bench") as url,
-        vigil_server(workdir, "PostgreSQL", url, postgres) as endpoint,
+        vigil_server(workdir, "PostgreSQL", url, postgres, workers) as endpoint,
     ):
         yield endpoint
 
