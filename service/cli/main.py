@@ -6,7 +6,9 @@ import click
 
 from service.cli.db_commands import db
 from service.cli.ingest_command import ingest
+from service.cli.phantom_command import phantom
 from service.cli.serve_command import serve
+from service.cli.train_commands import train
 from service.cli.user_commands import tokens, users
 from service.cli.worker_command import worker
 
@@ -22,3 +24,5 @@ cli.add_command(users)
 cli.add_command(tokens)
 cli.add_command(db)
 cli.add_command(worker)
+cli.add_command(phantom)
+cli.add_command(train)

@@ -47,7 +47,7 @@ def dataset_to_json(ds: Dataset) -> DicomJson:
         try:
             elem = ds[tag]
             out[tag_key(tag)] = _element_json(elem)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad element must not lose the instance
             log.warning("dicom_json.element_skipped", tag=tag_key(tag), error=type(exc).__name__)
     return out
 

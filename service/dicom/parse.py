@@ -298,14 +298,14 @@ def _check_pixels(
     try:
         for index in sorted({0, frames - 1}):
             pixel_array(ds, index=index)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - decoders raise many kinds; each means "undecodable"
         reject(f"pixel data cannot be decoded ({uid.name}): {_short(exc)}")
 
 
 def _text(ds: Dataset, keyword: str, max_length: int) -> str:
     try:
         value: Any = ds.get(keyword)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a malformed value counts as absent
         return ""
     if value is None:
         return ""
