@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import health
+from service.analysis.wiring import start_analysis_services
 from service.api import router as api_router
 from service.dicom.endpoints import router as dicomweb_router
 from service.error_handlers import install_error_handlers
@@ -27,14 +28,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = open_runtime(settings)
+        analysis = start_analysis_services(runtime)
         app.state.settings = settings
         app.state.runtime = runtime
         app.state.session_factory = runtime.session_factory
         app.state.archive = runtime.archive
+        app.state.analysis = analysis
         log.info("app.started", environment=settings.environment.value)
         try:
             yield
         finally:
+            analysis.close()
             runtime.close()
 
     app = FastAPI(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,37 +58,49 @@ def create_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
 
 
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Yield a session that commits when the block succeeds and rolls back when it raises."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
 # SQLite has one writer at a time; its busy handler makes waiters sleep 1, 2, 5 ... 100 ms.
 # Writers of this process queue here instead and start the moment the lock is free.
-_SQLITE_WRITER = threading.Lock()
+class _WriterLock:
+    """A lock that refuses to be taken twice by one thread (that would wait forever)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> None:
+        if self._owner == threading.get_ident():
+            raise RuntimeError("a write transaction was opened inside another on the same thread")
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+_SQLITE_WRITER = _WriterLock()
 
 
 @contextmanager
-def write_session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Yield a session for a read-then-write transaction; commit or roll back at the end.
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session for a unit of work; commit when the block succeeds, roll back if not.
 
-    On SQLite the transaction holds the database's write lock from its first statement
-    (BEGIN IMMEDIATE), taken in turn by this process's writers.
+    On SQLite the transaction takes the database's write lock at its first statement
+    (BEGIN IMMEDIATE), in turn with this process's other writers: a transaction that reads
+    and then writes could otherwise fail at once ("database is locked") when another writer
+    committed in between. Read-only work uses a plain session instead.
     """
     bind = factory.kw.get("bind")
-    if bind is None or bind.dialect.name != "sqlite":
-        with session_scope(factory) as session:
+    sqlite = bind is not None and bind.dialect.name == "sqlite"
+    with _SQLITE_WRITER if sqlite else nullcontext():
+        session = factory()
+        try:
+            if sqlite:
+                session.connection(execution_options={WRITE_LOCK_OPTION: True})
             yield session
-        return
-    with _SQLITE_WRITER, session_scope(factory) as session:
-        session.connection(execution_options={WRITE_LOCK_OPTION: True})
-        yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()

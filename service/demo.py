@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from service.analysis.wiring import queue_only_analysis_services
 from service.auth import service as auth_service
 from service.auth.roles import Role
 from service.cli.context import cli_principal
@@ -30,7 +31,16 @@ def demo_study_files() -> list[Path]:
 
 def load_demo_studies(runtime: Runtime) -> IngestSummary:
     """Store the demo studies (idempotent: a second run stores nothing new)."""
-    return ingest_paths(runtime=runtime, paths=demo_study_files(), principal=cli_principal())
+    analysis = queue_only_analysis_services(runtime)
+    try:
+        return ingest_paths(
+            runtime=runtime,
+            paths=demo_study_files(),
+            principal=cli_principal(),
+            on_stored=analysis.on_instances_stored,
+        )
+    finally:
+        analysis.close()
 
 
 def issue_development_token(runtime: Runtime) -> str:

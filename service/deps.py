@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import session_scope
 from service.dicom.archive import Archive
 from service.settings import Settings
 
@@ -35,17 +36,11 @@ def get_session(request: Request) -> Iterator[Session]:
     """Yield the request's session; commit when the endpoint returns, roll back if it raises.
 
     Scope "function": the commit happens before the response is sent, so a client never
-    hears "done" about something that is not yet durable.
+    hears "done" about something that is not yet durable. Every such request writes at least
+    its access-log row, hence a writing session (see ``session_scope``).
     """
-    session = session_factory_of(request)()
-    try:
+    with session_scope(session_factory_of(request)) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def client_addr(request: Request) -> str:

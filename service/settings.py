@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     # fsync each stored file and its folder before answering; turn off only for throwaway data.
     fsync: bool = True
 
+    # Models and analyses.
+    models_dir: Path = Path("models")
+    results_dir: Path | None = None
+    default_model: str = "vigil-cxr-demo"
+    lung_model: str = "vigil-lungs"
+    default_methods: list[str] = ["gradcam"]
+    # Analyse images on arrival when they match these rules (empty string: attribute absent).
+    auto_analyse: bool = True
+    analyse_modalities: list[str] = ["CR", "DX"]
+    analyse_body_parts: list[str] = ["CHEST", ""]
+    analyse_view_positions: list[str] = ["PA", "AP", ""]
+    # Celery (Redis broker): an unacknowledged job goes back to the queue after this long.
+    job_visibility_timeout_s: int = Field(default=3600, gt=0)
+
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)
 
@@ -58,6 +72,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.var_dir / 'vigil.db').as_posix()}"
         if self.archive_dir is None:
             self.archive_dir = self.var_dir / "archive"
+        if self.results_dir is None:
+            self.results_dir = self.var_dir / "results"
         if self.environment is Environment.PRODUCTION and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError(
                 "VIGIL_SECRET_KEY must be set to a secret of your own outside development"
@@ -70,6 +86,11 @@ class Settings(BaseSettings):
     def archive_path(self) -> Path:
         assert self.archive_dir is not None  # filled by the validator
         return self.archive_dir
+
+    @property
+    def results_path(self) -> Path:
+        assert self.results_dir is not None  # filled by the validator
+        return self.results_dir
 
     @property
     def is_sqlite(self) -> bool:

@@ -18,9 +18,15 @@ ALL = frozenset(Role)
 PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz")}
 STORE = frozenset({Role.INTEGRATION, Role.ADMIN})
 READ_DICOM = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
+READ_ANALYSES = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
 EXPLICIT = {
     ("GET", "/api/v1/me"): ALL,
     ("GET", "/api/v1/access-log"): frozenset({Role.ADMIN}),
+    ("POST", "/api/v1/studies/{study_instance_uid}/analyses"): STORE,
+    ("GET", "/api/v1/studies/{study_instance_uid}/analyses"): READ_ANALYSES,
+    ("GET", "/api/v1/analyses/{analysis_id}"): READ_ANALYSES,
+    ("GET", "/api/v1/analyses/{analysis_id}/overlays/{kind}.png"): READ_ANALYSES,
+    ("GET", "/api/v1/analyses/{analysis_id}/composite/{kind}.png"): READ_ANALYSES,
 }
 
 
@@ -44,8 +50,15 @@ def all_routes(client: TestClient) -> list[tuple[str, str]]:
     )
 
 
+PLACEHOLDERS = {"analysis_id": "00000000-0000-4000-8000-000000000000", "kind": "gradcam"}
+
+
 def concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: "1" if "frame" in m.group(0) else "1.2.3", path)
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return PLACEHOLDERS.get(name, "1" if "frame" in name else "1.2.3")
+
+    return re.sub(r"\{([^}]+)\}", fill, path)
 
 
 def test_the_matrix_covers_dicomweb_and_api(client: TestClient) -> None:

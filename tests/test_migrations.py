@@ -27,6 +27,7 @@ EXPECTED_TABLES = {
     "users",
     "api_tokens",
     "access_log",
+    "analyses",
 }
 
 

@@ -15,13 +15,23 @@ class Role(StrEnum):
 class Permission(StrEnum):
     DICOM_STORE = "dicom:store"
     DICOM_READ = "dicom:read"
+    ANALYSIS_REQUEST = "analysis:request"
+    ANALYSIS_READ = "analysis:read"
     ACCESS_LOG_READ = "access-log:read"
     WHOAMI = "whoami"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.INTEGRATION: frozenset({Permission.DICOM_STORE, Permission.DICOM_READ, Permission.WHOAMI}),
-    Role.CLINICIAN: frozenset({Permission.DICOM_READ, Permission.WHOAMI}),
+    Role.INTEGRATION: frozenset(
+        {
+            Permission.DICOM_STORE,
+            Permission.DICOM_READ,
+            Permission.ANALYSIS_REQUEST,
+            Permission.ANALYSIS_READ,
+            Permission.WHOAMI,
+        }
+    ),
+    Role.CLINICIAN: frozenset({Permission.DICOM_READ, Permission.ANALYSIS_READ, Permission.WHOAMI}),
     Role.AUDITOR: frozenset({Permission.WHOAMI}),
     Role.ADMIN: frozenset(Permission),
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from service.analysis.wiring import queue_only_analysis_services
 from service.cli.context import cli_principal, runtime_for_cli
 from service.dicom.ingest_files import ingest_paths
 from service.dicom.sources import SourceItem, count_items
@@ -19,6 +20,7 @@ from service.dicom.store import StoreOutcome
 def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
     """Store the DICOM instances in PATHS (files, folders, zip files) in the archive."""
     runtime = runtime_for_cli()
+    analysis = queue_only_analysis_services(runtime)
     try:
         total = count_items(list(paths))
         with click.progressbar(
@@ -29,9 +31,14 @@ def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
                 bar.update(1)
 
             summary = ingest_paths(
-                runtime=runtime, paths=list(paths), principal=cli_principal(), on_item=advance
+                runtime=runtime,
+                paths=list(paths),
+                principal=cli_principal(),
+                on_item=advance,
+                on_stored=analysis.on_instances_stored,
             )
     finally:
+        analysis.close()
         runtime.close()
     click.echo(
         f"{summary.stored} stored, {summary.already_stored} already stored, "

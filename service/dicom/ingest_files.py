@@ -32,6 +32,7 @@ def ingest_paths(
     paths: list[Path],
     principal: Principal,
     on_item: Callable[[SourceItem, StoreOutcome | None], None] | None = None,
+    on_stored: Callable[[list[StoreOutcome]], None] | None = None,
 ) -> IngestSummary:
     """Store every DICOM instance found under the paths; return counts and per-file reasons."""
     settings = runtime.settings
@@ -74,6 +75,8 @@ def ingest_paths(
                 summary.already_stored += 1
             else:
                 summary.failed.append((item.label, outcome.reason))
+        if on_stored is not None and outcome is not None and outcome.ok:
+            on_stored([outcome])
         if on_item is not None:
             on_item(item, outcome)
     return summary

@@ -69,6 +69,9 @@ async def _store(
         study_instance_uid,
         _access_recorder(principal, request),
     )
+    analysis = getattr(request.app.state, "analysis", None)
+    if analysis is not None:
+        await run_in_threadpool(analysis.on_instances_stored, outcomes)
     base_url = settings.base_url or str(request.base_url).rstrip("/")
     status, body = stow_response(outcomes, base_url)
     if any(not o.ok for o in outcomes):

@@ -1,0 +1,210 @@
+"""The analysis pipeline, one function per stage, each timed:
+
+decode → preprocess → classify → explain → lungs → regions → overlays → DICOM outputs.
+
+Every map is brought back to the original image's geometry before anything is drawn or
+measured, so overlays sit on the anatomy they describe. Results files are written
+idempotently (same content, same names): a job run twice leaves one set of results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pydicom
+import torch
+import torch.nn.functional as F
+from pydicom.dataset import Dataset
+from pydicom.pixels.utils import pixel_array
+
+from service.analysis.methods import ExplanationMethod
+from service.analysis.outputs import store_outputs
+from service.analysis.overlay_images import write_overlays
+from service.analysis.results_files import raw_map_path, save_map
+from service.analysis.runtime import AnalysisServices
+from service.analysis.tasks import AnalysisFailed, Job
+from service.dicom.render import display_image
+from service.inference.errors import ModelUnavailable
+from service.inference.explain import ExplainMethod, explain
+from service.inference.geometry import InputGeometry, ResizeMode
+from service.inference.lungs import segment_lungs, split_lungs
+from service.inference.region_classifier import RegionOutput
+from service.inference.registry import LoadedModel, ModelKind
+from service.log_config import get_logger
+from service.results.regions import grid_regions, lung_label_map, lung_zones, region_table
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Timings:
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages_ms[name] = round((time.perf_counter() - started) * 1000, 1)
+
+
+@dataclass
+class Decoded:
+    source: Dataset
+    display: np.ndarray  # uint8, rows × cols, bright = white (MONOCHROME1 already inverted)
+
+
+def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
+    """Run every stage for one image and return the results to store with the analysis."""
+    timings = Timings()
+    model = _classifier(services, job)
+    with timings.stage("decode"):
+        decoded = decode(job)
+    with timings.stage("preprocess"):
+        x, geometry = preprocess(model, decoded.display)
+    with timings.stage("classify"):
+        probabilities, probability_map = classify(model, x, geometry)
+    label_index = int(np.argmax(probabilities))
+    explanations: dict[ExplanationMethod, np.ndarray] = {}
+    for method in job.methods:
+        with timings.stage(f"explain_{method.value}"):
+            explanations[method] = explain_map(model, x, geometry, method, label_index)
+    with timings.stage("lungs"):
+        lung_labels = lungs(services, decoded.display)
+    with timings.stage("regions"):
+        regions = regions_of(probability_map, lung_labels)
+    root = services.runtime.settings.results_path
+    with timings.stage("overlays"):
+        overlays = write_overlays(
+            root,
+            job.analysis_id,
+            decoded.display,
+            probability_map=probability_map,
+            explanations={m.value: v for m, v in explanations.items()},
+            lung_labels=lung_labels,
+            caption=f"{model.name} {model.version} · {model.disclaimer}",
+        )
+        save_map(raw_map_path(root, job.analysis_id, "probability"), probability_map)
+        for method, values in explanations.items():
+            save_map(raw_map_path(root, job.analysis_id, method.value), values)
+        if lung_labels is not None:
+            np.save(raw_map_path(root, job.analysis_id, "lungs"), lung_labels, allow_pickle=False)
+    findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
+    with timings.stage("dicom_outputs"):
+        outputs = store_outputs(
+            services,
+            job,
+            decoded,
+            model=model,
+            findings=findings,
+            regions=regions,
+            probability_map=probability_map,
+            gradcam=explanations.get(ExplanationMethod.GRADCAM),
+        )
+    return {
+        "disclaimer": model.disclaimer,
+        "findings": [{"label": label, "probability": p} for label, p in findings],
+        "regions": [{"name": name, "probability": p} for name, p in regions],
+        "region_source": "lung zones" if lung_labels is not None else "grid",
+        "overlays": overlays,
+        "outputs": outputs,
+        "timings_ms": timings.stages_ms,
+        "bias": None,
+    }
+
+
+def _classifier(services: AnalysisServices, job: Job) -> LoadedModel:
+    try:
+        model = services.models.get(job.model_name)
+    except ModelUnavailable as exc:
+        raise AnalysisFailed(exc.message) from exc
+    if model.sha256 != job.model_sha256:
+        raise AnalysisFailed(
+            f"model {job.model_name} changed since the analysis was requested "
+            f"(weights {model.sha256[:12]}…, requested {job.model_sha256[:12]}…); request again"
+        )
+    if model.kind is not ModelKind.CLASSIFIER:
+        raise AnalysisFailed(f"model {model.name} is a {model.kind.value}, not a classifier")
+    return model
+
+
+def decode(job: Job) -> Decoded:
+    """Return the source dataset and its display image (modality LUT, VOI, MONOCHROME1)."""
+    try:
+        source = pydicom.dcmread(job.image_path, force=True)
+        pixels = pixel_array(source, index=0)
+        display = display_image(source, pixels)
+    except Exception as exc:
+        raise AnalysisFailed(f"the image cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    if display.ndim != 2:
+        raise AnalysisFailed("only greyscale images can be analysed")
+    return Decoded(source=source, display=display)
+
+
+def preprocess(model: LoadedModel, display: np.ndarray) -> tuple[torch.Tensor, InputGeometry]:
+    """Return the network input (1, C, H, W) and how it maps to the original geometry."""
+    x = model.preprocess(display.astype(np.float32))
+    mode = ResizeMode(model.metadata.get("vigil", {}).get("resize_mode", ResizeMode.RESIZE))
+    geometry = InputGeometry.fit(display.shape, model.input_size, mode)
+    return x[None], geometry
+
+
+def classify(
+    model: LoadedModel, x: torch.Tensor, geometry: InputGeometry
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return image probabilities per label and the top label's probability map (original
+    geometry), both from one forward pass."""
+    with torch.no_grad():
+        output = model.network(x)
+    if not isinstance(output, RegionOutput):
+        raise AnalysisFailed(f"model {model.name} does not give a per-region map")
+    probabilities = torch.sigmoid(output.image_logits[0]).numpy()
+    label_index = int(np.argmax(probabilities))
+    cells = torch.sigmoid(output.region_logits[:, label_index : label_index + 1])
+    at_input = F.interpolate(cells, size=geometry.input_shape, mode="bilinear", align_corners=False)
+    return probabilities, geometry.to_original(at_input[0, 0].numpy())
+
+
+def explain_map(
+    model: LoadedModel,
+    x: torch.Tensor,
+    geometry: InputGeometry,
+    method: ExplanationMethod,
+    label_index: int,
+) -> np.ndarray:
+    """Return one explanation map, raw (no display scaling), at the original geometry."""
+    layer = model.explain_layer or "backbone.features"
+    values = explain(
+        ExplainMethod(method.value), model.network, x, layer=layer, label_index=label_index
+    )
+    return geometry.to_original(values.reshape(geometry.input_shape))
+
+
+def lungs(services: AnalysisServices, display: np.ndarray) -> np.ndarray | None:
+    """Return lung labels (1 right, 2 left) at the image's geometry, or None without both."""
+    try:
+        model = services.models.get(services.runtime.settings.lung_model)
+    except ModelUnavailable as exc:
+        log.info("analysis.no_lung_model", reason=exc.message)
+        return None
+    mask = segment_lungs(model, display.astype(np.float32))
+    fields = split_lungs(mask)
+    if not fields.right.any() or not fields.left.any():
+        return None
+    return lung_label_map(fields.right, fields.left)
+
+
+def regions_of(
+    probability_map: np.ndarray, lung_labels: np.ndarray | None
+) -> list[tuple[str, float]]:
+    """Return the region table: lung zones where both lungs were found, else a 3×3 grid."""
+    named = (
+        lung_zones(lung_labels) if lung_labels is not None else grid_regions(*probability_map.shape)
+    )
+    return [(name, round(p, 4)) for name, p in region_table(probability_map, named)]

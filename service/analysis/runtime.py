@@ -1,0 +1,87 @@
+"""What analyses need at run time: the loaded models, the job queue and the arrival rules."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from service.analysis import service
+from service.analysis.methods import ExplanationMethod, parse_methods
+from service.analysis.rules import ArrivalRules
+from service.db import session_scope
+from service.dicom.store import StoreOutcome, StoreStatus
+from service.inference.registry import ModelRegistry
+from service.log_config import get_logger
+from service.runtime import Runtime
+from service.worker.jobs import JobQueue
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AnalysisServices:
+    runtime: Runtime
+    models: ModelRegistry
+    jobs: JobQueue
+    rules: ArrivalRules
+    default_methods: tuple[ExplanationMethod, ...]
+
+    def on_instances_stored(self, outcomes: Sequence[StoreOutcome]) -> None:
+        """Queue analyses for newly stored images that match the arrival rules."""
+        settings = self.runtime.settings
+        if not settings.auto_analyse:
+            return
+        stored = [o.sop_instance_uid for o in outcomes if o.status is StoreStatus.STORED]
+        if not stored:
+            return
+        try:
+            model = self.models.get(settings.default_model)
+        except Exception as exc:  # noqa: BLE001 - storing must succeed even without a model
+            log.warning("analysis.arrival_skipped", reason=str(exc))
+            return
+        queued: list[uuid.UUID] = []
+        with session_scope(self.runtime.session_factory) as session:
+            for sop_instance_uid in stored:
+                answer = service.request_on_arrival(
+                    session=session,
+                    sop_instance_uid=sop_instance_uid,
+                    model=model,
+                    methods=self.default_methods,
+                    rules=self.rules,
+                )
+                if answer.analysis is not None and answer.created:
+                    session.flush()
+                    queued.append(answer.analysis.id)
+        for analysis_id in queued:  # after the commit: a job never sees an uncommitted row
+            self.jobs.enqueue_analysis(analysis_id)
+
+    def close(self) -> None:
+        self.jobs.close()
+
+
+def analysis_services(
+    runtime: Runtime, jobs_factory: Callable[[AnalysisServices], JobQueue] | None = None
+) -> AnalysisServices:
+    """Return the analysis services for a runtime; ``jobs_factory`` picks where jobs run."""
+    settings = runtime.settings
+    services = AnalysisServices(
+        runtime=runtime,
+        models=ModelRegistry.scan(settings.models_dir),
+        jobs=_NoJobs(),
+        rules=ArrivalRules.from_settings(settings),
+        default_methods=parse_methods(settings.default_methods),
+    )
+    if jobs_factory is not None:
+        services.jobs = jobs_factory(services)
+    return services
+
+
+class _NoJobs:
+    """Jobs are recorded as queued and left for the server or a worker to run."""
+
+    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
+        log.info("analysis.left_queued", analysis_id=str(analysis_id))
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,50 @@
+"""Turn analysis rows into what the API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.analysis.schemas import AnalysisOut, Finding, ModelIdentity, Region
+from service.inference.errors import ModelUnavailable
+from service.inference.registry import ModelRegistry
+from service.orm import Analysis, Instance, Series, Study
+
+
+def analysis_out(
+    analysis: Analysis, instance: Instance, series: Series, study: Study, models: ModelRegistry
+) -> AnalysisOut:
+    """Return the API view of an analysis; every answer names the model that made it."""
+    results: dict[str, Any] = analysis.results or {}
+    return AnalysisOut(
+        id=analysis.id,
+        status=analysis.status,
+        failure_reason=analysis.failure_reason,
+        study_instance_uid=study.study_instance_uid,
+        series_instance_uid=series.series_instance_uid,
+        sop_instance_uid=instance.sop_instance_uid,
+        model=ModelIdentity(
+            name=analysis.model_name,
+            version=analysis.model_version,
+            sha256=analysis.model_sha256,
+            disclaimer=results.get("disclaimer") or _disclaimer(models, analysis.model_name),
+        ),
+        methods=analysis.methods.split(","),
+        trigger=analysis.trigger,
+        attempts=analysis.attempts,
+        created_at=analysis.created_at,
+        started_at=analysis.started_at,
+        finished_at=analysis.finished_at,
+        findings=[Finding(**f) for f in results.get("findings", [])],
+        regions=[Region(**r) for r in results.get("regions", [])],
+        overlays=list(results.get("overlays", [])),
+        outputs=dict(results.get("outputs", {})),
+        timings_ms=dict(results.get("timings_ms", {})),
+        bias=results.get("bias"),
+    )
+
+
+def _disclaimer(models: ModelRegistry, name: str) -> str:
+    try:
+        return models.get(name).disclaimer
+    except ModelUnavailable:
+        return ""

@@ -1,0 +1,80 @@
+"""Where analysis jobs run: a background thread in this process, or Celery workers.
+
+Both run the same task function; the Celery one is acknowledged late, so a killed worker's
+job is delivered again, and the task's claim/finish steps make it complete exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from celery import Celery
+
+from service.log_config import get_logger
+
+log = get_logger(__name__)
+
+RUN_ANALYSIS_TASK = "vigil.analysis.run"
+
+
+class JobQueue(Protocol):
+    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessJobs:
+    """One background thread runs jobs in arrival order (the embedded default)."""
+
+    def __init__(self, run: Callable[[uuid.UUID], None]) -> None:
+        self._run = run
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-job")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
+        future = self._pool.submit(self._run_logged, analysis_id)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Return True once every job submitted so far has finished (for tests and shutdown)."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            try:
+                future.result(timeout=timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _run_logged(self, analysis_id: uuid.UUID) -> None:
+        try:
+            self._run(analysis_id)
+        except Exception:
+            log.exception("job.crashed", analysis_id=str(analysis_id))
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+
+class CeleryJobs:
+    """Jobs go to Redis; `vigil worker` processes run them."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
+        self._app.send_task(RUN_ANALYSIS_TASK, args=[str(analysis_id)])
+
+    def close(self) -> None:
+        self._app.close()

@@ -1,0 +1,257 @@
+"""Analyses end to end on the embedded default: arrival rules, requests, results, overlays,
+DICOM outputs in the archive, failures that stay with their own image."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from service.app import create_app
+from service.auth.roles import Role
+from service.runtime import Runtime
+from service.settings import Settings
+from tests.conftest import bearer
+from tests.factories import make_cr, to_bytes
+from tests.model_bundles import TEST_CLASSIFIER, write_test_classifier
+from tests.test_stow import stow
+
+
+@pytest.fixture
+def analysis_settings(settings: Settings, tmp_path: Path) -> Settings:
+    write_test_classifier(tmp_path / "models")
+    return settings.model_copy(
+        update={"models_dir": tmp_path / "models", "default_model": TEST_CLASSIFIER}
+    )
+
+
+@pytest.fixture
+def api(analysis_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(analysis_settings)) as client:
+        yield client
+
+
+def wait_done(api: TestClient, token: str, analysis_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = api.get(
+            f"/api/v1/analyses/{analysis_id}", headers=bearer(token)
+        ).json()
+        if body["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def analyses_of(api: TestClient, token: str, study_uid: str) -> list[dict[str, Any]]:
+    response = api.get(f"/api/v1/studies/{study_uid}/analyses", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_an_arriving_chest_radiograph_is_analysed(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    ds = make_cr(rows=96, columns=80)
+    assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
+    [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    assert queued["trigger"] == "arrival"
+    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    assert result["status"] == "done", result["failure_reason"]
+    assert result["model"]["name"] == TEST_CLASSIFIER
+    assert result["model"]["version"] == "0.0.1"
+    assert len(result["model"]["sha256"]) == 64
+    assert "not for clinical use" in result["model"]["disclaimer"]
+    [finding] = result["findings"]
+    assert finding["label"] == "nodule" and 0.0 <= finding["probability"] <= 1.0
+    # No lung model in this test set-up: the region table is the labelled grid.
+    assert [r["name"] for r in result["regions"]][:2] == ["grid row 1 col 1", "grid row 1 col 2"]
+    assert len(result["regions"]) == 9
+    assert {"decode", "preprocess", "classify", "explain_gradcam", "dicom_outputs"} <= set(
+        result["timings_ms"]
+    )
+    assert set(result["outputs"]) == {
+        "secondary_capture",
+        "probability_map",
+        "gradcam_map",
+        "measurement_report",
+    }
+    assert result["sop_instance_uid"] == ds.SOPInstanceUID
+
+
+def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
+    api: TestClient, tokens: dict[Role, str]
+) -> None:
+    ds = make_cr(rows=96, columns=80)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    done = wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    assert set(done["overlays"]) == {"gradcam", "probability"}
+    for kind in done["overlays"]:
+        response = api.get(
+            f"/api/v1/analyses/{analysis['id']}/overlays/{kind}.png",
+            headers=bearer(tokens[Role.CLINICIAN]),
+        )
+        assert response.status_code == 200
+        image = Image.open(io.BytesIO(response.content))
+        assert image.mode == "RGBA" and image.size == (80, 96)
+        composite = api.get(
+            f"/api/v1/analyses/{analysis['id']}/composite/{kind}.png",
+            headers=bearer(tokens[Role.CLINICIAN]),
+        )
+        assert Image.open(io.BytesIO(composite.content)).size == (80, 96)
+    missing = api.get(
+        f"/api/v1/analyses/{analysis['id']}/overlays/occlusion.png",
+        headers=bearer(tokens[Role.CLINICIAN]),
+    )
+    assert missing.status_code == 404
+    assert "no occlusion overlay" in missing.json()["detail"]
+
+
+def test_dicom_outputs_join_the_source_study_and_read_back(
+    api: TestClient, tokens: dict[Role, str]
+) -> None:
+    ds = make_cr(rows=96, columns=80)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    done = wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    found = api.get(
+        "/dicomweb/instances",
+        params={"StudyInstanceUID": ds.StudyInstanceUID},
+        headers=bearer(tokens[Role.CLINICIAN]),
+    ).json()
+    found_uids = {item["00080018"]["Value"][0] for item in found}
+    assert set(done["outputs"].values()) | {ds.SOPInstanceUID} == found_uids
+    sr_uid = done["outputs"]["measurement_report"]
+    [sr_series] = [
+        item["0020000E"]["Value"][0] for item in found if item["00080018"]["Value"][0] == sr_uid
+    ]
+    body = api.get(
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{sr_series}/instances/{sr_uid}",
+        headers=bearer(tokens[Role.CLINICIAN]),
+    )
+    assert body.status_code == 200
+    assert b"vigil-test-classifier" in body.content
+
+
+def test_requests_are_idempotent_per_instance_model_and_methods(
+    api: TestClient, tokens: dict[Role, str]
+) -> None:
+    ds = make_cr(rows=64, columns=64, BodyPartExamined="HAND")  # not analysed on arrival
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    assert analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID) == []
+    url = f"/api/v1/studies/{ds.StudyInstanceUID}/analyses"
+    first = api.post(url, headers=bearer(tokens[Role.INTEGRATION]))
+    assert first.status_code == 202, first.text
+    again = api.post(url, json={"methods": ["gradcam"]}, headers=bearer(tokens[Role.INTEGRATION]))
+    [a], [b] = first.json()["analyses"], again.json()["analyses"]
+    assert a["analysis_id"] == b["analysis_id"]
+    assert a["created"] and not b["created"]
+    other = api.post(
+        url, json={"methods": ["gradcampp", "gradcam"]}, headers=bearer(tokens[Role.INTEGRATION])
+    ).json()
+    assert other["methods"] == ["gradcam", "gradcampp"]
+    assert other["analyses"][0]["analysis_id"] != a["analysis_id"]
+    done = wait_done(api, tokens[Role.CLINICIAN], other["analyses"][0]["analysis_id"])
+    assert set(done["overlays"]) == {"gradcam", "gradcampp", "probability"}
+
+
+def test_a_corrupt_image_fails_alone_and_the_rest_of_the_study_completes(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    good = make_cr(study_uid=study, series_uid=series, rows=64, columns=64, seed=1)
+    bad = make_cr(study_uid=study, series_uid=series, rows=64, columns=64, seed=2)
+    bad.InstanceNumber = 2
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(good), to_bytes(bad)])
+    for analysis in analyses_of(api, tokens[Role.CLINICIAN], study):
+        wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    # The disk rots under one file; a new request must fail that image alone.
+    [stored_bad] = list(runtime.archive.root.rglob(f"{bad.SOPInstanceUID}.dcm"))
+    stored_bad.write_bytes(stored_bad.read_bytes()[:600])
+    answer = api.post(
+        f"/api/v1/studies/{study}/analyses",
+        json={"methods": ["gradcampp"]},
+        headers=bearer(tokens[Role.INTEGRATION]),
+    ).json()
+    results = {
+        item["sop_instance_uid"]: wait_done(api, tokens[Role.CLINICIAN], item["analysis_id"])
+        for item in answer["analyses"]
+        if item["analysis_id"]
+    }
+    # The first analyses' own outputs (SC, maps, SR) are in the study too, and are skipped.
+    skipped = [item["skipped"] for item in answer["analyses"] if not item["analysis_id"]]
+    assert len(skipped) == 8
+    assert all("not a projection radiograph" in reason for reason in skipped)
+    assert results[good.SOPInstanceUID]["status"] == "done"
+    assert results[bad.SOPInstanceUID]["status"] == "failed"
+    assert "cannot be decoded" in results[bad.SOPInstanceUID]["failure_reason"]
+
+
+@pytest.mark.parametrize(
+    ("study", "body", "status", "detail"),
+    [
+        ("1.2.3.4", None, 404, "no study 1.2.3.4"),
+        ("not-a-uid", None, 400, "not a valid UID"),
+        (None, {"model": "no-such-model"}, 404, "no model called no-such-model"),
+        (None, {"methods": ["xray-vision"]}, 400, "unknown explanation method"),
+        (None, {"methods": []}, 400, "at least one explanation method"),
+        (None, {"colour": "blue"}, 422, "colour"),
+    ],
+)
+def test_bad_requests_get_a_reason(
+    api: TestClient,
+    tokens: dict[Role, str],
+    study: str | None,
+    body: dict[str, Any] | None,
+    status: int,
+    detail: str,
+) -> None:
+    if study is None:
+        ds = make_cr(rows=64, columns=64)
+        stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+        study = ds.StudyInstanceUID
+    response = api.post(
+        f"/api/v1/studies/{study}/analyses", json=body, headers=bearer(tokens[Role.INTEGRATION])
+    )
+    assert response.status_code == status, response.text
+    assert detail in response.json()["detail"]
+
+
+def test_a_study_without_analysable_images_is_refused(
+    api: TestClient, tokens: dict[Role, str]
+) -> None:
+    ds = make_cr(rows=16, columns=16)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    response = api.post(
+        f"/api/v1/studies/{ds.StudyInstanceUID}/analyses", headers=bearer(tokens[Role.INTEGRATION])
+    )
+    assert response.status_code == 400
+    assert "image too small" in response.json()["detail"]
+
+
+def test_outputs_of_the_rg1_chest_cr_are_valid_and_the_right_size(
+    api: TestClient, tokens: dict[Role, str]
+) -> None:
+    from tests.factories import rg1_files
+
+    path = rg1_files()["RG1_UNCR"]
+    source = pydicom.dcmread(path)
+    stow(api, tokens[Role.INTEGRATION], [path.read_bytes()])
+    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], source.StudyInstanceUID)
+    done = wait_done(api, tokens[Role.CLINICIAN], analysis["id"], timeout=120)
+    assert done["status"] == "done", done["failure_reason"]
+    overlay = api.get(
+        f"/api/v1/analyses/{analysis['id']}/overlays/probability.png",
+        headers=bearer(tokens[Role.CLINICIAN]),
+    )
+    assert Image.open(io.BytesIO(overlay.content)).size == (source.Columns, source.Rows)
+    assert np.isfinite([r["probability"] for r in done["regions"]]).all()
