@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import write_session_scope
+from service.db import session_scope
 from service.dicom import repository
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason, InstanceRejected
@@ -104,7 +104,7 @@ def _index_and_file(
     archive.sync(received)  # the slow part of durability, done before any lock is taken
     placed = False
     try:
-        with write_session_scope(session_factory) as session:
+        with session_scope(session_factory) as session:
             repository.lock_keys(session, [f"sop:{inst.sop_instance_uid}"])
             existing = repository.get_instance(session, inst.sop_instance_uid)
             if existing is not None:
