@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     analyse_view_positions: list[str] = ["PA", "AP", ""]
     # Celery (Redis broker): an unacknowledged job goes back to the queue after this long.
     job_visibility_timeout_s: int = Field(default=3600, gt=0)
+    job_queue: str = "vigil"
 
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)

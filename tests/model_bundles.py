@@ -15,14 +15,16 @@ TEST_CLASSIFIER = "vigil-test-classifier"
 WIDTHS = (8, 8, 16, 16, 16)
 
 
-def write_test_classifier(models_dir: Path, *, size: int = 64, seed: int = 0) -> LoadedModel:
+def write_test_classifier(
+    models_dir: Path, *, size: int = 64, seed: int = 0, widths: tuple[int, ...] = WIDTHS
+) -> LoadedModel:
     """Write an untrained region classifier bundle called ``vigil-test-classifier``."""
     torch.manual_seed(seed)
-    network = RegionClassifier(labels=1, widths=WIDTHS, dropout=0.0)
+    network = RegionClassifier(labels=1, widths=widths, dropout=0.0)
     return write_bundle(
         models_dir / TEST_CLASSIFIER,
         network=network,
-        inference_config=classifier_inference_config(size, labels=1, widths=WIDTHS, dropout=0.0),
+        inference_config=classifier_inference_config(size, labels=1, widths=widths, dropout=0.0),
         info=classifier_bundle_info(
             version="0.0.1",
             size=size,

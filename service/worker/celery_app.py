@@ -1,7 +1,7 @@
 """The Celery application for scale-out workers (``VIGIL_BROKER_URL=redis://...``).
 
 Jobs are acknowledged late, so a worker killed mid-job leaves the job to be redelivered.
-Task modules register themselves here as they are added (the analysis jobs, for one).
+A job whose worker vanished goes back to the queue after ``VIGIL_JOB_VISIBILITY_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from celery import Celery
 
 from service.settings import Settings
 
-TASK_MODULES: list[str] = []
+TASK_MODULES = ["service.analysis.celery_tasks"]
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -26,5 +26,7 @@ def create_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        task_default_queue=settings.job_queue,
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout_s},
     )
     return app
