@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,7 +98,7 @@ def analysis_row(runtime: Runtime, analysis_id: str) -> Analysis:
         return row
 
 
-def wait_for(predicate, timeout: float, what: str, log_path: Path) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log_path: Path) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
