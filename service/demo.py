@@ -16,26 +16,34 @@ from service.orm import ApiToken, User
 from service.orm.base import utcnow
 from service.runtime import Runtime
 from service.settings import Environment
+from service.training.phantom.generator import PhantomOptions, generate
 
 DEV_USER = "dev-admin"
 DEV_TOKEN_NAME = "development token (make run)"  # noqa: S105 - a label
 
 
-def demo_study_files() -> list[Path]:
-    """Return the demo studies: the real chest CR files (RG1_*) shipped by pydicom-data."""
+DEMO_PHANTOMS = PhantomOptions(n=12, seed=20261125)
+
+
+def demo_study_files(var_dir: Path) -> list[Path]:
+    """Return the demo studies: the real chest CR files (RG1_*) shipped by pydicom-data and a
+    small synthetic phantom set (generated once, the same every time)."""
     import data_store  # the pydicom-data package
 
-    folder = Path(data_store.__file__).parent / "data"
-    return sorted(folder.glob("RG1_*.dcm"))
+    real = sorted((Path(data_store.__file__).parent / "data").glob("RG1_*.dcm"))
+    phantoms = var_dir / "demo-phantoms"
+    if not (phantoms / "manifest.csv").is_file():
+        generate(DEMO_PHANTOMS, phantoms, workers=1)
+    return [*real, phantoms / "dicom"]
 
 
 def load_demo_studies(runtime: Runtime) -> IngestSummary:
-    """Store the demo studies (idempotent: a second run stores nothing new)."""
+    """Store the demo studies and queue their analyses (idempotent: a second run adds nothing)."""
     analysis = queue_only_analysis_services(runtime)
     try:
         return ingest_paths(
             runtime=runtime,
-            paths=demo_study_files(),
+            paths=demo_study_files(runtime.settings.var_dir),
             principal=cli_principal(),
             on_stored=analysis.on_instances_stored,
         )
