@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Celery (Redis broker): an unacknowledged job goes back to the queue after this long.
     job_visibility_timeout_s: int = Field(default=3600, gt=0)
     job_queue: str = "vigil"
+    # Send each analysis's DICOM outputs to another DICOMweb server (STOW-RS), e.g. the PACS.
+    forward_url: str | None = None
+    forward_token: str | None = None
+    forward_attempts: int = Field(default=3, ge=1, le=10)
+    forward_backoff_s: float = Field(default=1.0, ge=0)
 
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)

@@ -40,14 +40,16 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def live_server(settings: Settings, log_path: Path) -> Iterator[LiveServer]:
+def live_server(
+    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
     """Run `vigil serve` until the block ends; fail with its log if it does not come up."""
     port = free_port()
     vigil = Path(sys.executable).parent / "vigil"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(vigil), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env(settings),
+            env=server_env(settings) | (extra_env or {}),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

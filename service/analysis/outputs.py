@@ -6,7 +6,9 @@ runs twice files the same objects twice: the archive answers "already stored".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +22,7 @@ from service.analysis.tasks import AnalysisFailed, Job
 from service.auth.access_log import record_access
 from service.auth.roles import Role
 from service.auth.service import Principal
+from service.dicom import repository as archive_repository
 from service.dicom.store import StoreOutcome, store_received
 from service.inference.registry import LoadedModel
 from service.results.output_dataset import to_part10_bytes
@@ -114,3 +117,14 @@ def _file(services: AnalysisServices, job: Job, ds: Dataset) -> str:
     if not outcome.ok:
         raise AnalysisFailed(f"a result object could not be filed: {outcome.reason}")
     return outcome.sop_instance_uid
+
+
+def output_files(services: AnalysisServices, sop_instance_uids: Iterable[str]) -> list[Path]:
+    """Return the archive files of stored output instances."""
+    files: list[Path] = []
+    with services.runtime.session_factory() as session:
+        for uid in sop_instance_uids:
+            instance = archive_repository.get_instance(session, uid)
+            if instance is not None:
+                files.append(services.runtime.archive.path(instance.file_path))
+    return files

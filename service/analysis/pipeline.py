@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
+from service.analysis.forwarding import forward_outputs
 from service.analysis.methods import ExplanationMethod
-from service.analysis.outputs import store_outputs
+from service.analysis.outputs import output_files, store_outputs
 from service.analysis.overlay_images import write_overlays
 from service.analysis.results_files import raw_map_path, save_map
 from service.analysis.runtime import AnalysisServices
@@ -107,8 +108,15 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
             probability_map=probability_map,
             gradcam=explanations.get(ExplanationMethod.GRADCAM),
         )
+    forwarding = None
+    if services.runtime.settings.forward_url:
+        with timings.stage("forward"):
+            forwarding = forward_outputs(
+                services.runtime.settings, output_files(services, outputs.values())
+            )
     return {
         "disclaimer": model.disclaimer,
+        "forwarding": forwarding,
         "findings": [{"label": label, "probability": p} for label, p in findings],
         "regions": [{"name": name, "probability": p} for name, p in regions],
         "region_source": "lung zones" if lung_labels is not None else "grid",

@@ -57,6 +57,7 @@ class AnalysisOut(BaseModel):
     outputs: dict[str, str] = {}
     timings_ms: dict[str, float] = {}
     bias: dict[str, Any] | None = None
+    forwarding: dict[str, Any] | None = None
 
 
 class RequestedOut(BaseModel):

@@ -40,6 +40,7 @@ def analysis_out(
         outputs=dict(results.get("outputs", {})),
         timings_ms=dict(results.get("timings_ms", {})),
         bias=results.get("bias"),
+        forwarding=results.get("forwarding"),
     )
 
 
