@@ -255,3 +255,21 @@ def test_outputs_of_the_rg1_chest_cr_are_valid_and_the_right_size(
     )
     assert Image.open(io.BytesIO(overlay.content)).size == (source.Columns, source.Rows)
     assert np.isfinite([r["probability"] for r in done["regions"]]).all()
+
+
+def test_overlay_images_missing_on_disk_are_drawn_on_request(
+    api: TestClient, tokens: dict[Role, str], analysis_settings: Settings
+) -> None:
+    ds = make_cr(rows=96, columns=80)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    folder = analysis_settings.results_path / analysis["id"]
+    for png in folder.glob("*.png"):
+        png.unlink()
+    response = api.get(
+        f"/api/v1/analyses/{analysis['id']}/composite/gradcam.png",
+        headers=bearer(tokens[Role.CLINICIAN]),
+    )
+    assert response.status_code == 200
+    assert (folder / "composite-gradcam.png").is_file()

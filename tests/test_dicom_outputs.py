@@ -23,7 +23,12 @@ from service.results.burn_in import CAPTION_BACKGROUND, burn_in_caption, draw_co
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity, OutputKind
 from service.results.overlays import colormap_lut
-from service.results.parametric_map import MapQuantity, geometry_stand_in, parametric_map
+from service.results.parametric_map import (
+    MapQuantity,
+    geometry_stand_in,
+    map_pixels,
+    parametric_map,
+)
 from service.results.secondary_capture import caption_lines, secondary_capture
 from service.results.segmentation import probability_segmentation
 from service.results.structured_report import finding_site, structured_report
@@ -206,9 +211,10 @@ def test_parametric_map_gives_back_the_values_at_the_source_pixels(
     values = pm.get_pixels_by_source_instance(
         source_sop_instance_uids=[source(name).SOPInstanceUID], apply_real_world_transform=True
     )
-    np.testing.assert_allclose(values[0], map_values(name, quantity), rtol=0, atol=1e-6)
+    # Large maps are stored coarser (area average); small ones exactly.
+    expected = map_pixels(map_values(name, quantity))
+    np.testing.assert_allclose(values[0], expected, rtol=0, atol=1e-6)
     mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
-    expected = map_values(name, quantity)
     low, high = (
         (0.0, 1.0)
         if quantity is MapQuantity.PROBABILITY
@@ -234,7 +240,11 @@ def test_parametric_map_pixel_spacing_falls_back_when_the_source_has_none() -> N
         ]
 
     assert spacing("synthetic") == [0.2, 0.25]
-    assert spacing("rg1") == [1.0, 1.0]  # RG1: 0\0 and no Imager Pixel Spacing
+    # RG1: 0\0 and no Imager Pixel Spacing, so nominal 1 mm; its 1955×1841 map is stored at
+    # 512×482, each stored pixel covering 1955/512 × 1841/482 source pixels.
+    pm = read("rg1", OutputKind.PROBABILITY_MAP)
+    assert (pm.Rows, pm.Columns) == (512, 482)
+    assert spacing("rg1") == pytest.approx([1955 / 512, 1841 / 482])
     assert "Pixel spacing from nominal" in read("rg1", OutputKind.PROBABILITY_MAP).ImageComments
     no_patient_spacing = make_cr(PixelSpacing=[0, 0], ImagerPixelSpacing=[0.15, 0.15])
     assert geometry_stand_in(no_patient_spacing, (0.15, 0.15)).PixelSpacing == [0.15, 0.15]

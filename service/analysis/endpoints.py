@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from service.analysis import repository
 from service.analysis import service as analysis_service
 from service.analysis.methods import parse_methods
-from service.analysis.results_files import OverlayKind, composite_path, overlay_path
+from service.analysis.overlay_images import overlay_caption, overlay_png
+from service.analysis.results_files import OverlayKind
 from service.analysis.runtime import AnalysisServices
 from service.analysis.schemas import (
     AnalysisOut,
@@ -170,9 +171,15 @@ def _image(
     analysis, _instance, _series, study = _found(session, analysis_id)
     if analysis.status is not AnalysisStatus.DONE:
         raise NotFound(f"analysis {analysis_id} is {analysis.status.value}: no images yet")
-    root = services.runtime.settings.results_path
-    path = (composite_path if composite else overlay_path)(root, analysis_id, kind)
-    if not path.is_file():
+    disclaimer = (analysis.results or {}).get("disclaimer", "")
+    path = overlay_png(
+        services.runtime.settings.results_path,
+        analysis_id,
+        kind,
+        composite_image=composite,
+        caption=overlay_caption(analysis.model_name, analysis.model_version, disclaimer),
+    )
+    if path is None:
         raise NotFound(f"analysis {analysis_id} has no {kind.value} overlay (not requested?)")
     action = "analysis.composite" if composite else "analysis.overlay"
     _log_read(session, principal, request, action, study.study_instance_uid, 1)

@@ -1,4 +1,9 @@
-"""Draw an analysis's overlay images once, when it runs: the review page only reads files."""
+"""Overlay images of an analysis: drawn from its saved maps, once, and kept as PNG files.
+
+The pipeline saves the maps (raw values, at the image's geometry) and the display image;
+drawing the PNGs of a 2k radiograph takes longer than the analysis itself, so it happens
+after the results are stored (the job thread does it next) or on the first request.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,11 @@ import numpy as np
 from service.analysis.results_files import (
     OverlayKind,
     composite_path,
+    load_map,
     overlay_path,
+    raw_map_path,
+    save_array,
+    save_map,
     write_atomically,
 )
 from service.results.overlays import (
@@ -29,11 +38,17 @@ _TITLES = {
     OverlayKind.OCCLUSION: "occlusion: drop in probability",
     OverlayKind.PROBABILITY: "finding probability",
 }
-# Fast PNG compression: drawing happens inside the analysis, whose latency matters.
+# Fast PNG compression: a viewer may be waiting for the first drawing.
 _PNG_LEVEL = 1
+_DISPLAY = "display"
 
 
-def write_overlays(
+def overlay_caption(model_name: str, model_version: str, disclaimer: str) -> str:
+    """Return the line every composite carries: which model, and what it is not for."""
+    return f"{model_name} {model_version} · {disclaimer}".strip(" ·")
+
+
+def save_overlay_sources(
     root: Path,
     analysis_id: uuid.UUID,
     display: np.ndarray,
@@ -41,53 +56,59 @@ def write_overlays(
     probability_map: np.ndarray,
     explanations: dict[str, np.ndarray],
     lung_labels: np.ndarray | None,
-    caption: str,
 ) -> list[str]:
-    """Write each overlay (RGBA) and composite (RGB with legend) PNG; return the kinds written."""
-    written: list[str] = []
-    maps = {OverlayKind.PROBABILITY: probability_map} | {
-        OverlayKind(name): values for name, values in explanations.items()
-    }
-    for kind, values in maps.items():
-        vmin, vmax = _display_range(kind, values)
+    """Save what the overlays are drawn from; return the overlay kinds that can be drawn."""
+    save_array(raw_map_path(root, analysis_id, _DISPLAY), display)
+    kinds = [OverlayKind.PROBABILITY.value]
+    save_map(raw_map_path(root, analysis_id, OverlayKind.PROBABILITY.value), probability_map)
+    for name, values in explanations.items():
+        save_map(raw_map_path(root, analysis_id, name), values)
+        kinds.append(name)
+    if lung_labels is not None:
+        np.save(
+            raw_map_path(root, analysis_id, OverlayKind.LUNGS.value),
+            lung_labels,
+            allow_pickle=False,
+        )
+        kinds.append(OverlayKind.LUNGS.value)
+    return kinds
+
+
+def overlay_png(
+    root: Path, analysis_id: uuid.UUID, kind: OverlayKind, *, composite_image: bool, caption: str
+) -> Path | None:
+    """Return the PNG of one overlay (or composite), drawing it first if needed; None when
+    the analysis has no such map."""
+    path = (composite_path if composite_image else overlay_path)(root, analysis_id, kind)
+    if path.is_file():
+        return path
+    source = raw_map_path(root, analysis_id, kind.value)
+    if not source.is_file():
+        return None
+    draw_overlay(root, analysis_id, kind, caption=caption)
+    return path
+
+
+def draw_overlays(root: Path, analysis_id: uuid.UUID, kinds: list[str], *, caption: str) -> None:
+    """Draw every overlay and composite of an analysis that is not drawn yet."""
+    for name in kinds:
+        kind = OverlayKind(name)
+        if not composite_path(root, analysis_id, kind).is_file():
+            draw_overlay(root, analysis_id, kind, caption=caption)
+
+
+def draw_overlay(root: Path, analysis_id: uuid.UUID, kind: OverlayKind, *, caption: str) -> None:
+    """Write one overlay (RGBA) and its composite (RGB with legend and caption) as PNG."""
+    display = load_map(raw_map_path(root, analysis_id, _DISPLAY))
+    legend: Legend | KeyLegend
+    if kind is OverlayKind.LUNGS:
+        rgba = lungs_rgba(load_map(raw_map_path(root, analysis_id, kind.value)))
+        legend = LUNGS_LEGEND
+    else:
+        values = load_map(raw_map_path(root, analysis_id, kind.value))
+        vmin, vmax = display_range(kind, values)
         rgba = heatmap_rgba(values, vmin=vmin, vmax=vmax)
         legend = Legend(label=_TITLES[kind], vmin=vmin, vmax=vmax)
-        _write(root, analysis_id, kind, display, rgba, legend, caption)
-        written.append(kind.value)
-    if lung_labels is not None:
-        rgba = lungs_rgba(lung_labels)
-        _write(root, analysis_id, OverlayKind.LUNGS, display, rgba, LUNGS_LEGEND, caption)
-        written.append(OverlayKind.LUNGS.value)
-    return written
-
-
-def composite_image(
-    display: np.ndarray, values: np.ndarray, kind: OverlayKind, caption: str
-) -> np.ndarray:
-    """Return the composite RGB image of one map (used for the DICOM Secondary Capture too)."""
-    vmin, vmax = _display_range(kind, values)
-    legend = Legend(label=_TITLES[kind], vmin=vmin, vmax=vmax)
-    return composite(
-        display, heatmap_rgba(values, vmin=vmin, vmax=vmax), legend=legend, caption=caption
-    )
-
-
-def _display_range(kind: OverlayKind, values: np.ndarray) -> tuple[float, float]:
-    if kind is OverlayKind.PROBABILITY:
-        return 0.0, 1.0
-    top = float(np.nanmax(values)) if values.size else 0.0
-    return 0.0, top if top > 0 else 1.0
-
-
-def _write(
-    root: Path,
-    analysis_id: uuid.UUID,
-    kind: OverlayKind,
-    display: np.ndarray,
-    rgba: np.ndarray,
-    legend: Legend | KeyLegend,
-    caption: str,
-) -> None:
     write_atomically(
         overlay_path(root, analysis_id, kind), encode_png(rgba, compress_level=_PNG_LEVEL)
     )
@@ -95,3 +116,21 @@ def _write(
     write_atomically(
         composite_path(root, analysis_id, kind), encode_png(image, compress_level=_PNG_LEVEL)
     )
+
+
+def composite_image(
+    display: np.ndarray, values: np.ndarray, kind: OverlayKind, caption: str
+) -> np.ndarray:
+    """Return the composite RGB image of one map (used for the DICOM Secondary Capture too)."""
+    vmin, vmax = display_range(kind, values)
+    legend = Legend(label=_TITLES[kind], vmin=vmin, vmax=vmax)
+    rgba = heatmap_rgba(values, vmin=vmin, vmax=vmax)
+    return composite(display, rgba, legend=legend, caption=caption)
+
+
+def display_range(kind: OverlayKind, values: np.ndarray) -> tuple[float, float]:
+    """Return the colour scale's range: 0–1 for probabilities, 0 to the peak for the rest."""
+    if kind is OverlayKind.PROBABILITY:
+        return 0.0, 1.0
+    top = float(np.nanmax(values)) if values.size else 0.0
+    return 0.0, top if top > 0 else 1.0

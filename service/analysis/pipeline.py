@@ -1,6 +1,6 @@
 """The analysis pipeline, one function per stage, each timed:
 
-decode → preprocess → classify → explain → lungs → regions → overlays → DICOM outputs.
+decode → preprocess → classify → explain → lungs → regions → maps saved → DICOM outputs.
 
 Every map is brought back to the original image's geometry before anything is drawn or
 measured, so overlays sit on the anatomy they describe. Results files are written
@@ -25,8 +25,7 @@ from pydicom.pixels.utils import pixel_array
 from service.analysis.forwarding import forward_outputs
 from service.analysis.methods import ExplanationMethod
 from service.analysis.outputs import output_files, store_outputs
-from service.analysis.overlay_images import write_overlays
-from service.analysis.results_files import raw_map_path, save_map
+from service.analysis.overlay_images import save_overlay_sources
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
 from service.dicom.render import display_image
@@ -81,21 +80,16 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
     with timings.stage("regions"):
         regions = regions_of(probability_map, lung_labels)
     root = services.runtime.settings.results_path
-    with timings.stage("overlays"):
-        overlays = write_overlays(
+    with timings.stage("save_maps"):
+        # Overlay images are drawn from these after the results are stored (or on first view).
+        overlays = save_overlay_sources(
             root,
             job.analysis_id,
             decoded.display,
             probability_map=probability_map,
             explanations={m.value: v for m, v in explanations.items()},
             lung_labels=lung_labels,
-            caption=f"{model.name} {model.version} · {model.disclaimer}",
         )
-        save_map(raw_map_path(root, job.analysis_id, "probability"), probability_map)
-        for method, values in explanations.items():
-            save_map(raw_map_path(root, job.analysis_id, method.value), values)
-        if lung_labels is not None:
-            np.save(raw_map_path(root, job.analysis_id, "lungs"), lung_labels, allow_pickle=False)
     findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
     with timings.stage("dicom_outputs"):
         outputs = store_outputs(

@@ -51,11 +51,16 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def save_map(path: Path, values: np.ndarray) -> None:
     """Store a float map as float32 .npy, atomically."""
+    save_array(path, values.astype(np.float32))
+
+
+def save_array(path: Path, values: np.ndarray) -> None:
+    """Store an array as .npy with its dtype, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.save(f, values.astype(np.float32), allow_pickle=False)
+            np.save(f, values, allow_pickle=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

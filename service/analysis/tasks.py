@@ -32,6 +32,7 @@ class Job:
     analysis_id: uuid.UUID
     created_at: datetime
     model_name: str
+    model_version: str
     model_sha256: str
     methods: tuple[ExplanationMethod, ...]
     study_instance_uid: str
@@ -67,6 +68,28 @@ def run_analysis(analysis_id: uuid.UUID, services: AnalysisServices) -> None:
         analysis_id=str(analysis_id),
         recorded=recorded,
     )
+    if results is not None and recorded:
+        _draw_overlays(job, services, results)
+
+
+def _draw_overlays(job: Job, services: AnalysisServices, results: dict[str, object]) -> None:
+    """Draw the overlay images now, so the first viewer does not wait for them."""
+    from service.analysis.overlay_images import draw_overlays, overlay_caption
+
+    kinds = results.get("overlays")
+    disclaimer = results.get("disclaimer")
+    if not isinstance(kinds, list) or not isinstance(disclaimer, str):
+        return
+    try:
+        draw_overlays(
+            services.runtime.settings.results_path,
+            job.analysis_id,
+            [str(k) for k in kinds],
+            caption=overlay_caption(job.model_name, job.model_version, disclaimer),
+        )
+    except OSError:
+        # Drawn on first request instead; the results are stored either way.
+        log.exception("analysis.overlays_not_drawn", analysis_id=str(job.analysis_id))
 
 
 def _claim(analysis_id: uuid.UUID, services: AnalysisServices) -> Job | None:
@@ -81,6 +104,7 @@ def _claim(analysis_id: uuid.UUID, services: AnalysisServices) -> Job | None:
             analysis_id=analysis.id,
             created_at=analysis.created_at,
             model_name=analysis.model_name,
+            model_version=analysis.model_version,
             model_sha256=analysis.model_sha256,
             methods=parse_methods(analysis.methods.split(",")),
             study_instance_uid=study.study_instance_uid,

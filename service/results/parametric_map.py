@@ -15,6 +15,7 @@ from enum import StrEnum
 
 import highdicom as hd
 import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
@@ -45,6 +46,7 @@ _DIRECTIONS = {
 # Rows run to the patient's left, columns to the feet: a PA chest as it is displayed.
 _DEFAULT_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 _NOMINAL_SPACING = (1.0, 1.0)
+MAX_MAP_SIDE = 512
 # A projection has no slice; the stand-in needs a value for highdicom, the output drops it.
 _NOMINAL_THICKNESS = 1.0
 
@@ -68,19 +70,25 @@ def parametric_map(
     *,
     quantity: MapQuantity | str,
     identity: OutputIdentity,
+    max_side: int = MAX_MAP_SIDE,
 ) -> Dataset:
     """Return a float32 Parametric Map of ``values`` (rows, columns at the source's geometry).
 
     Probability values must lie in [0, 1]; Grad-CAM values in any finite range, which becomes
-    the real-world value mapping's range (arbitrary units).
+    the real-world value mapping's range (arbitrary units). Maps larger than ``max_side`` are
+    stored coarser (area average, pixel spacing scaled to cover the same field).
     """
     quantity = MapQuantity(quantity)
     kind = _KINDS[quantity]
     header = source_header(source)
-    pixels = _checked_values(values, header, quantity)
+    pixels = map_pixels(_checked_values(values, header, quantity), max_side)
     low, high = _value_range(pixels, quantity)
     spacing, spacing_origin = map_pixel_spacing(header)
+    row_factor = int(header.Rows) / pixels.shape[0]
+    column_factor = int(header.Columns) / pixels.shape[1]
+    spacing = (spacing[0] * row_factor, spacing[1] * column_factor)
     stand_in = geometry_stand_in(header, spacing)
+    stand_in.Rows, stand_in.Columns = pixels.shape
     is_probability = quantity is MapQuantity.PROBABILITY
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=quantity.name,
@@ -116,6 +124,23 @@ def parametric_map(
     )
     _finish(pm, header=header, identity=identity, kind=kind, spacing_origin=spacing_origin)
     return pm
+
+
+def map_pixels(values: np.ndarray, max_side: int = MAX_MAP_SIDE) -> np.ndarray:
+    """Return the map as stored: unchanged, or area-averaged so its long side is ``max_side``.
+
+    The maps are coarse by nature (the classifier's cells are 16 input pixels wide); keeping
+    them at a 2k radiograph's full size would file 16 MB per map for no extra information.
+    """
+    rows, columns = values.shape
+    scale = max_side / max(rows, columns)
+    if scale >= 1:
+        return values
+    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
+    resized = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F").resize(
+        size, Image.Resampling.BOX
+    )
+    return np.asarray(resized, dtype=np.float32)
 
 
 def frame_of_reference_uid(source: Dataset) -> UID:
