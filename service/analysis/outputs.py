@@ -28,12 +28,14 @@ from service.inference.registry import LoadedModel
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
 from service.results.parametric_map import parametric_map
+from service.results.resize import fit_within
 from service.results.secondary_capture import secondary_capture
 from service.results.structured_report import structured_report
 
 if TYPE_CHECKING:
     from service.analysis.pipeline import Decoded
 
+SC_MAX_SIDE = 1024
 SYSTEM = Principal(user_pk=None, username="system:analysis", role=Role.ADMIN)
 
 
@@ -63,8 +65,10 @@ def store_outputs(
         if gradcam is not None
         else (probability_map, OverlayKind.PROBABILITY, "Probability")
     )
-    # The Secondary Capture adds its own caption (disclaimer, model) below the image.
-    rgb = composite_image(decoded.display, shown, kind, caption="")
+    # The Secondary Capture adds its own caption (disclaimer, model) below the image. It is a
+    # picture for any PACS viewer: at most 1024 pixels a side is plenty, and 4× lighter.
+    display, shown = fit_within(decoded.display, SC_MAX_SIDE), fit_within(shown, SC_MAX_SIDE)
+    rgb = composite_image(display, shown, kind, caption="")
     objects: dict[str, Dataset] = {
         "secondary_capture": secondary_capture(source, rgb, identity=identity, overlay=title),
         "probability_map": parametric_map(

@@ -15,7 +15,6 @@ from enum import StrEnum
 
 import highdicom as hd
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
@@ -33,6 +32,7 @@ from service.results.output_identity import (
     OutputKind,
     derived_uid,
 )
+from service.results.resize import fit_within
 
 # Patient Orientation letters as patient-coordinate unit vectors (LPS, PS3.3 C.7.6.1.1.1).
 _DIRECTIONS = {
@@ -132,15 +132,7 @@ def map_pixels(values: np.ndarray, max_side: int = MAX_MAP_SIDE) -> np.ndarray:
     The maps are coarse by nature (the classifier's cells are 16 input pixels wide); keeping
     them at a 2k radiograph's full size would file 16 MB per map for no extra information.
     """
-    rows, columns = values.shape
-    scale = max_side / max(rows, columns)
-    if scale >= 1:
-        return values
-    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-    resized = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F").resize(
-        size, Image.Resampling.BOX
-    )
-    return np.asarray(resized, dtype=np.float32)
+    return np.asarray(fit_within(values, max_side), dtype=np.float32)
 
 
 def frame_of_reference_uid(source: Dataset) -> UID:
