@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     forward_attempts: int = Field(default=3, ge=1, le=10)
     forward_backoff_s: float = Field(default=1.0, ge=0)
 
+    # Bias audit thresholds (per analysis).
+    audit_min_lung_share: float = Field(default=0.5, ge=0, le=1)
+    audit_max_border_share: float = Field(default=0.2, ge=0, le=1)
+    audit_min_counterfactual_change: float = Field(default=0.05, ge=0, le=1)
+
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)
 

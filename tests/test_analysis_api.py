@@ -85,6 +85,10 @@ def test_an_arriving_chest_radiograph_is_analysed(
         "measurement_report",
     }
     assert result["sop_instance_uid"] == ds.SOPInstanceUID
+    bias = result["bias"]
+    assert bias["method"] == "gradcam" and bias["relevant_region"] == "body"  # no lung model
+    assert set(bias["metrics"]) >= {"relevant_share", "border_share", "peak"}
+    assert isinstance(bias["flagged"], bool) and bias["flagged"] == bool(bias["flags"])
 
 
 def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(

@@ -28,6 +28,8 @@ from service.analysis.outputs import output_files, store_outputs
 from service.analysis.overlay_images import save_overlay_sources
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
+from service.audit.flags import FlagThresholds
+from service.audit.per_image import audit_image
 from service.dicom.render import display_image
 from service.inference.errors import ModelUnavailable
 from service.inference.explain import ExplainMethod, explain
@@ -79,6 +81,11 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
         lung_labels = lungs(services, decoded.display)
     with timings.stage("regions"):
         regions = regions_of(probability_map, lung_labels)
+    bias = None
+    gradcam = explanations.get(ExplanationMethod.GRADCAM)
+    if gradcam is not None:
+        with timings.stage("bias_audit"):
+            bias = audit(services, model, decoded, gradcam, lung_labels, probabilities, label_index)
     root = services.runtime.settings.results_path
     with timings.stage("save_maps"):
         # Overlay images are drawn from these after the results are stored (or on first view).
@@ -117,7 +124,7 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
         "overlays": overlays,
         "outputs": outputs,
         "timings_ms": timings.stages_ms,
-        "bias": None,
+        "bias": bias,
     }
 
 
@@ -210,3 +217,34 @@ def regions_of(
         lung_zones(lung_labels) if lung_labels is not None else grid_regions(*probability_map.shape)
     )
     return [(name, round(p, 4)) for name, p in region_table(probability_map, named)]
+
+
+def audit(
+    services: AnalysisServices,
+    model: LoadedModel,
+    decoded: Decoded,
+    gradcam: np.ndarray,
+    lung_labels: np.ndarray | None,
+    probabilities: np.ndarray,
+    label_index: int,
+) -> dict[str, Any]:
+    """Return the bias audit of this analysis's raw Grad-CAM (see service.audit)."""
+    settings = services.runtime.settings
+
+    def rescore(display: np.ndarray) -> float:
+        x, geometry = preprocess(model, display)
+        return float(classify(model, x, geometry)[0][label_index])
+
+    return audit_image(
+        display=decoded.display,
+        heatmap=gradcam,
+        lung_labels=lung_labels,
+        burned_in_attribute=str(decoded.source.get("BurnedInAnnotation", "")),
+        probability=float(probabilities[label_index]),
+        rescore=rescore,
+        thresholds=FlagThresholds(
+            min_relevant_share=settings.audit_min_lung_share,
+            max_border_share=settings.audit_max_border_share,
+            min_counterfactual_change=settings.audit_min_counterfactual_change,
+        ),
+    )
