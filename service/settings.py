@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     default_model: str = "vigil-cxr-demo"
     lung_model: str = "vigil-lungs"
     default_methods: list[str] = ["gradcam"]
+    # Threads for torch in each process. One: with two cores shared with the web server, more
+    # threads spin against each other and a 15 ms forward pass can take a second.
+    torch_threads: int = Field(default=1, ge=1, le=64)
     # Analyse images on arrival when they match these rules (empty string: attribute absent).
     auto_analyse: bool = True
     analyse_modalities: list[str] = ["CR", "DX"]

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
+
 from service.analysis import service
 from service.analysis.methods import ExplanationMethod, parse_methods
 from service.analysis.rules import ArrivalRules
@@ -65,6 +67,7 @@ def analysis_services(
 ) -> AnalysisServices:
     """Return the analysis services for a runtime; ``jobs_factory`` picks where jobs run."""
     settings = runtime.settings
+    torch.set_num_threads(settings.torch_threads)
     services = AnalysisServices(
         runtime=runtime,
         models=ModelRegistry.scan(settings.models_dir),
