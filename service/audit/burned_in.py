@@ -63,7 +63,7 @@ def detect_burned_in(display: np.ndarray, settings: DetectorSettings | None = No
     if not bright.any():
         return []
     # The median of a coarse neighbourhood, computed on a shrunk copy: fast on 2k images.
-    step = max(1, long_side // 256)
+    step = max(1, long_side // 128)
     small = image[::step, ::step]
     size = max(3, round(s.neighbourhood_fraction * long_side / step) | 1)
     background = ndimage.median_filter(small, size=size)

@@ -20,3 +20,12 @@ def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
     as_float = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
     return np.asarray(as_float.resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return a label map resized to ``shape`` by nearest neighbour (labels stay labels)."""
+    if labels.shape == shape:
+        return labels
+    image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
+    resized = image.resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized, dtype=labels.dtype)
