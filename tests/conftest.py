@@ -36,9 +36,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def postgres_migrated() -> str:
+    """The test database, emptied of whatever an earlier run (perhaps of another checkout,
+    with other migrations) left there, then migrated to this checkout's head."""
     assert POSTGRES_URL
+    _reset_postgres_schema(POSTGRES_URL)
     upgrade(POSTGRES_URL)
     return POSTGRES_URL
+
+
+def _reset_postgres_schema(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
 
 
 def _truncate_postgres(url: str) -> None:
