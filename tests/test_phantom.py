@@ -251,7 +251,9 @@ def test_a_lesion_brightens_the_image_by_its_recorded_contrast(tmp_path: Path) -
     ):
         difference = display(with_lesions, a) - display(without, b)
         lesions = grouped[a["image_id"]]
-        assert difference.max() == pytest.approx(max(float(x["contrast"]) for x in lesions), abs=2)
+        # The peak pixel sits up to half a pixel off a lesion's centre: within 2 % (or 2 units).
+        peak = max(float(x["contrast"]) for x in lesions)
+        assert difference.max() == pytest.approx(peak, rel=0.02, abs=2)
         changed = difference != 0
         assert not (changed & (mask(with_lesions, "lungs", a["image_id"]) == 0)).any()
 

@@ -19,6 +19,7 @@ from service.training.phantom.imaging import blur
 from service.training.phantom.lesions import (
     LesionMix,
     PlacementContext,
+    background_deviation,
     draw_log_mixture,
     place_lesions,
 )
@@ -72,7 +73,7 @@ def test_log_mixture_puts_the_easy_share_above_the_floor() -> None:
     assert min(narrow) >= 2.0 and max(narrow) <= 3.0
 
 
-def test_lesions_stay_in_allowed_lung_and_peak_at_cnr_times_sigma() -> None:
+def test_lesions_stay_in_allowed_lung_and_peak_at_cnr_times_their_background() -> None:
     lungs = np.zeros((120, 120), dtype=np.uint8)
     lungs[10:110, 10:55] = 1
     lungs[10:110, 65:110] = 2
@@ -92,12 +93,38 @@ def test_lesions_stay_in_allowed_lung_and_peak_at_cnr_times_sigma() -> None:
     assert len(lesions) == 3
     assert not ((image > 0) & ~allowed).any()
     assert not (union & ~allowed).any()
-    assert image.max() == pytest.approx(30.0, abs=0.5)
+    # On a flat background only the noise counts: the first lesion peaks at CNR × σ. Later
+    # ones may lie beside an earlier one, whose edge then adds to their background.
+    assert lesions[0].contrast == pytest.approx(30.0)
+    assert image.max() == pytest.approx(max(lesion.contrast for lesion in lesions), abs=0.5)
     for lesion in lesions:
-        assert lesion.contrast == pytest.approx(30.0) and lesion.cnr == pytest.approx(3.0)
+        assert lesion.contrast >= 30.0 - 1e-4 and lesion.cnr == pytest.approx(3.0)
         side = lungs[int(lesion.center_row), int(lesion.center_col)]
         assert lesion.lung == {1: "right", 2: "left"}[int(side)]
         assert union[int(lesion.center_row), int(lesion.center_col)]
+
+
+def test_cnr_counts_the_anatomy_behind_a_lesion_as_well_as_the_quantum_noise() -> None:
+    lungs = np.ones((80, 80), dtype=np.uint8)
+    context = PlacementContext(
+        lungs=lungs,
+        allowed=lungs > 0,
+        ribs=np.zeros((80, 80), dtype=bool),
+        heart=np.zeros((80, 80), dtype=bool),
+        noise_sigma=np.full((80, 80), 3.0, dtype=np.float32),
+        spacing_mm=1.0,
+    )
+    # Stripes of 0 and 8 (ribs and gaps): standard deviation 4 over any box of whole periods.
+    image = np.zeros((80, 80), dtype=np.float32)
+    image[:, ::2] = 8.0
+    mix = LesionMix(cnr_range=(2.0, 2.0), diameter_range_mm=(10.0, 10.0))
+    lesions, _ = place_lesions(np.random.default_rng(3), image, context, mix=mix, count=1)
+    assert len(lesions) == 1
+    # √(3² + 4²) = 5 (the box may hold one unpaired stripe: within 2 %).
+    assert lesions[0].contrast == pytest.approx(2.0 * 5.0, rel=0.02)
+    assert (
+        background_deviation(np.zeros((4, 4), np.float32), (slice(0, 4), slice(0, 4)), 3.0) == 3.0
+    )
 
 
 def test_a_lesion_that_cannot_fit_is_shrunk_or_dropped() -> None:

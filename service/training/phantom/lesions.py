@@ -1,8 +1,13 @@
 """Synthetic findings: nodules (sharp, round) and opacities (ill-defined), always inside a lung.
 
 Each lesion's ``contrast`` is its peak brightening in 12-bit display units (MONOCHROME2
-polarity), set to ``cnr`` times the noise deviation at its centre, so CNR is exact by
-construction. The default mix keeps most lesions learnable and some hard: see ``LesionMix``.
+polarity), set to ``cnr`` times the deviation of the background it lies on, so CNR is exact by
+construction. That deviation counts both what hides a lesion: the quantum noise at its centre
+and the anatomy around it (the standard deviation of the noise-free image over the lesion's
+bounding box: ribs, vessels, the heart border). A CNR against quantum noise alone would call a
+nodule "obvious" that the rib pattern hides completely; against the whole background, CNR 5 is
+obvious to a reader and CNR 0.5 is near invisible, as the generator's options promise. The
+default mix keeps most lesions learnable and some hard: see ``LesionMix``.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ class PlacementContext:
     allowed: Mask  # lung pixels not covered by burned-in annotations
     ribs: Mask
     heart: Mask
-    noise_sigma: FloatImage
+    noise_sigma: FloatImage  # quantum noise (plus a real background's own) per pixel
     spacing_mm: float
 
 
@@ -117,7 +122,7 @@ def place_lesions(
         row, col = placed
         radius_px = diameter_mm / context.spacing_mm / 2
         box, profile, mask = shape.render(row, col, radius_px, image.shape)
-        sigma = float(context.noise_sigma[int(row), int(col)])
+        sigma = background_deviation(image, box, float(context.noise_sigma[int(row), int(col)]))
         contrast = cnr * sigma
         image[box] += np.float32(contrast) * profile
         union[box] |= mask
@@ -139,6 +144,13 @@ def place_lesions(
             )
         )
     return lesions, union
+
+
+def background_deviation(image: FloatImage, box: tuple[slice, slice], noise_sigma: float) -> float:
+    """Return the deviation a lesion in ``box`` must stand out from: quantum noise and the
+    anatomy's own variation there, added in quadrature."""
+    anatomy = float(np.std(image[box], dtype=np.float64))
+    return float(np.hypot(noise_sigma, anatomy))
 
 
 def _try_place(
