@@ -8,12 +8,17 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from service.cli.train_classifier_commands import COMMANDS as CLASSIFIER_COMMANDS
 from service.errors import VigilError
 
 
 @click.group()
 def train() -> None:
     """Train models and write them as MONAI bundles."""
+
+
+for _command in CLASSIFIER_COMMANDS:
+    train.add_command(_command)
 
 
 @train.command()

@@ -22,9 +22,20 @@ PREPROCESSING = (
 
 
 def classifier_inference_config(
-    size: int, labels: int = 1, widths: Sequence[int] = (24, 32, 64, 96, 128), dropout: float = 0.1
+    size: int,
+    labels: int = 1,
+    widths: Sequence[int] = (24, 32, 64, 96, 128),
+    dropout: float = 0.1,
+    *,
+    sharpness: float = 4.0,
+    temperature: float = 1.0,
+    local_contrast: float = 0.0,
 ) -> dict[str, Any]:
-    """Return inference.json for a RegionClassifier taking ``size``×``size`` inputs."""
+    """Return inference.json for a RegionClassifier taking ``size``×``size`` inputs.
+
+    ``temperature`` (fitted on validation data) is part of the network, so the probabilities
+    the service reads are the calibrated ones.
+    """
     return {
         "imports": ["$import torch"],
         "input_size": [size, size],
@@ -34,6 +45,9 @@ def classifier_inference_config(
             "in_channels": 1,
             "widths": list(widths),
             "dropout": dropout,
+            "sharpness": sharpness,
+            "temperature": temperature,
+            "local_contrast": local_contrast,
         },
         "network": "$@network_def",
         "preprocessing": {
