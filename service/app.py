@@ -14,6 +14,9 @@ from service.dicom.endpoints import router as dicomweb_router
 from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
 from service.middleware import RequestContextMiddleware
+from service.review.pages import create_pages_app
+from service.review.rendering import BASE as REVIEW_PAGES
+from service.review.view_files import ReviewViews
 from service.runtime import open_runtime
 from service.settings import Settings, get_settings
 
@@ -34,10 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = runtime.session_factory
         app.state.archive = runtime.archive
         app.state.analysis = analysis
+        app.state.review_views = ReviewViews(settings.results_path)
         log.info("app.started", environment=settings.environment.value)
         try:
             yield
         finally:
+            app.state.review_views.close()
             analysis.close()
             runtime.close()
 
@@ -52,4 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(dicomweb_router, prefix="/dicomweb")
     app.include_router(api_router, prefix="/api/v1")
+    # The review pages: their own app (cookie logins, HTML errors), outside the API schema.
+    app.mount(REVIEW_PAGES, create_pages_app(app.state))
     return app

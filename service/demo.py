@@ -1,7 +1,9 @@
-"""The demo set-up behind `make run`: demo studies in the archive and a development token."""
+"""The demo set-up behind `make run`: demo studies in the archive, a development token and a
+demo clinician login for the review pages."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from sqlalchemy import select
@@ -9,6 +11,7 @@ from sqlalchemy import select
 from service.analysis.wiring import queue_only_analysis_services
 from service.auth import service as auth_service
 from service.auth.roles import Role
+from service.auth.secrets import hash_password
 from service.cli.context import cli_principal
 from service.db import session_scope
 from service.dicom.ingest_files import IngestSummary, ingest_paths
@@ -20,6 +23,7 @@ from service.training.phantom.generator import PhantomOptions, generate
 
 DEV_USER = "dev-admin"
 DEV_TOKEN_NAME = "development token (make run)"  # noqa: S105 - a label
+DEMO_CLINICIAN = "demo-clinician"
 
 
 DEMO_PHANTOMS = PhantomOptions(n=12, seed=20261125)
@@ -67,3 +71,24 @@ def issue_development_token(runtime: Runtime) -> str:
             session=session, role=Role.ADMIN, username=DEV_USER, name=DEV_TOKEN_NAME
         )
     return secret
+
+
+def issue_demo_clinician(runtime: Runtime) -> tuple[str, str]:
+    """Return the demo clinician's username and a new password, made for this run only
+    (development only): a newcomer can log in to the review pages at once."""
+    if runtime.settings.environment is not Environment.DEVELOPMENT:
+        raise RuntimeError("the demo clinician is only made in development mode")
+    password = secrets.token_urlsafe(12)
+    with session_scope(runtime.session_factory) as session:
+        user = session.scalars(select(User).where(User.username == DEMO_CLINICIAN)).one_or_none()
+        if user is None:
+            auth_service.create_user(
+                session=session,
+                username=DEMO_CLINICIAN,
+                role=Role.CLINICIAN,
+                password=password,
+                display_name="Demo clinician",
+            )
+        else:
+            user.password_hash = hash_password(password)  # last run's password stops working
+    return DEMO_CLINICIAN, password

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     audit_max_border_share: float = Field(default=0.2, ge=0, le=1)
     audit_min_counterfactual_change: float = Field(default=0.05, ge=0, le=1)
 
+    # Web pages (people log in with a password): the session cookie and how long it lasts.
+    session_cookie_name: str = Field(default="vigil_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # None: Secure (HTTPS only) in production, not in development and tests (plain HTTP).
+    session_cookie_secure: bool | None = None
+    session_lifetime_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)  # one shift
+
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)
 
@@ -105,6 +111,13 @@ class Settings(BaseSettings):
     def results_path(self) -> Path:
         assert self.results_dir is not None  # filled by the validator
         return self.results_dir
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Return whether session cookies carry the Secure flag."""
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.environment is Environment.PRODUCTION
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,9 @@ PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz")}
 STORE = frozenset({Role.INTEGRATION, Role.ADMIN})
 READ_DICOM = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
 READ_ANALYSES = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
+AUDIT = frozenset({Role.AUDITOR, Role.ADMIN})
+# Decisions: clinicians, and viewers on their behalf; auditors read reports, never decide.
+REVIEWS = frozenset({Role.INTEGRATION, Role.CLINICIAN, Role.ADMIN})
 EXPLICIT = {
     ("GET", "/api/v1/me"): ALL,
     ("GET", "/api/v1/access-log"): frozenset({Role.ADMIN}),
@@ -27,6 +30,17 @@ EXPLICIT = {
     ("GET", "/api/v1/analyses/{analysis_id}"): READ_ANALYSES,
     ("GET", "/api/v1/analyses/{analysis_id}/overlays/{kind}.png"): READ_ANALYSES,
     ("GET", "/api/v1/analyses/{analysis_id}/composite/{kind}.png"): READ_ANALYSES,
+    ("POST", "/api/v1/audit/reports"): AUDIT,
+    ("GET", "/api/v1/audit/reports"): AUDIT,
+    ("GET", "/api/v1/audit/reports/{report_id}"): AUDIT,
+    ("GET", "/api/v1/audit/reports/{report_id}/report.html"): AUDIT,
+    ("GET", "/api/v1/audit/reports/{report_id}/report.csv"): AUDIT,
+    ("GET", "/api/v1/audit/reports/{report_id}/report.css"): AUDIT,
+    ("GET", "/api/v1/audit/reports/{report_id}/gallery/{name}"): AUDIT,
+    ("GET", "/api/v1/audit/sanity"): AUDIT,
+    ("GET", "/api/v1/analyses/{analysis_id}/regions.json"): READ_ANALYSES,
+    ("POST", "/api/v1/analyses/{analysis_id}/reviews"): REVIEWS,
+    ("GET", "/api/v1/analyses/{analysis_id}/reviews"): REVIEWS,
 }
 
 
@@ -41,6 +55,9 @@ def allowed_roles(method: str, path: str) -> frozenset[Role]:
 
 
 def all_routes(client: TestClient) -> list[tuple[str, str]]:
+    """Every route of the API schema: the bearer-token surface. The review pages are a
+    sub-app of their own outside the schema, with cookie logins and their own role tests
+    (tests/test_review_pages.py)."""
     spec = client.app.openapi()  # type: ignore[attr-defined]
     return sorted(
         (method.upper(), path)

@@ -28,6 +28,10 @@ EXPECTED_TABLES = {
     "api_tokens",
     "access_log",
     "analyses",
+    "reviews",
+    "web_sessions",
+    "audit_reports",
+    "sanity_checks",
 }
 
 

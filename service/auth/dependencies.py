@@ -53,3 +53,5 @@ AccessLogReader = Annotated[Principal, Depends(require(Permission.ACCESS_LOG_REA
 AnyRole = Annotated[Principal, Depends(require(Permission.WHOAMI))]
 AnalysisRequester = Annotated[Principal, Depends(require(Permission.ANALYSIS_REQUEST))]
 AnalysisReader = Annotated[Principal, Depends(require(Permission.ANALYSIS_READ))]
+ReviewReader = Annotated[Principal, Depends(require(Permission.REVIEW_READ))]
+ReviewWriter = Annotated[Principal, Depends(require(Permission.REVIEW_WRITE))]

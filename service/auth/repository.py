@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.orm import AccessLogEntry, ApiToken, User
+from service.orm import AccessLogEntry, ApiToken, User, WebSession
 
 
 def get_user_by_username(session: Session, username: str) -> User | None:
@@ -52,3 +52,13 @@ def list_access_log(
     if username:
         query = query.where(AccessLogEntry.username == username)
     return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def get_web_session_with_user(session: Session, sha256: str) -> tuple[WebSession, User] | None:
+    """Return a login session and its user by the SHA-256 of the cookie's secret."""
+    row = session.execute(
+        select(WebSession, User)
+        .join(User, WebSession.user_pk == User.id)
+        .where(WebSession.session_sha256 == sha256)
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])

@@ -19,6 +19,10 @@ class Permission(StrEnum):
     ANALYSIS_READ = "analysis:read"
     ACCESS_LOG_READ = "access-log:read"
     WHOAMI = "whoami"
+    REVIEW_READ = "review:read"  # the worklist, the study view, earlier decisions
+    REVIEW_WRITE = "review:write"  # record (and amend) agree/disagree/uncertain decisions
+    PAGES = "pages:login"  # log in to the web pages with a password (people, not machines)
+    AUDIT_REPORTS = "audit:reports"  # cohort bias reports and model sanity checks
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -29,10 +33,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ANALYSIS_REQUEST,
             Permission.ANALYSIS_READ,
             Permission.WHOAMI,
+            # A viewer may show and send the clinician's decisions through the API.
+            Permission.REVIEW_READ,
+            Permission.REVIEW_WRITE,
         }
     ),
-    Role.CLINICIAN: frozenset({Permission.DICOM_READ, Permission.ANALYSIS_READ, Permission.WHOAMI}),
-    Role.AUDITOR: frozenset({Permission.WHOAMI}),
+    Role.CLINICIAN: frozenset(
+        {
+            Permission.DICOM_READ,
+            Permission.ANALYSIS_READ,
+            Permission.WHOAMI,
+            Permission.REVIEW_READ,
+            Permission.REVIEW_WRITE,
+            Permission.PAGES,
+        }
+    ),
+    # Audit pages only: no identified images, no decisions.
+    Role.AUDITOR: frozenset({Permission.WHOAMI, Permission.PAGES, Permission.AUDIT_REPORTS}),
     Role.ADMIN: frozenset(Permission),
 }
 

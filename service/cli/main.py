@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from service.cli.audit_commands import audit
 from service.cli.db_commands import db
 from service.cli.ingest_command import ingest
 from service.cli.phantom_command import phantom
@@ -26,3 +27,4 @@ cli.add_command(db)
 cli.add_command(worker)
 cli.add_command(phantom)
 cli.add_command(train)
+cli.add_command(audit)

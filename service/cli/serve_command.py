@@ -47,12 +47,13 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
 
 
 def _prepare_demo(host: str, port: int) -> None:
-    from service.demo import issue_development_token, load_demo_studies
+    from service.demo import issue_demo_clinician, issue_development_token, load_demo_studies
 
     runtime = runtime_for_cli()
     try:
         summary = load_demo_studies(runtime)
         token = issue_development_token(runtime)
+        clinician, password = issue_demo_clinician(runtime)
     finally:
         runtime.close()
     base = f"http://{host}:{port}"
@@ -62,4 +63,5 @@ def _prepare_demo(host: str, port: int) -> None:
         f"  API docs:   {base}/docs\n"
         f"  Studies:    curl -H 'Authorization: Bearer {token}' {base}/dicomweb/studies\n"
         f"  Dev token (admin, this run only): {token}\n"
+        f"  Review:     {base}/review  (user {clinician}, password {password}, this run only)\n"
     )
