@@ -2,8 +2,8 @@
 `vigil serve`: log in, worklist, study view, overlays, region hover, a decision with a mark
 and a comment, its amendment, the database rows; and the refusals people would meet.
 
-Screenshots of the worklist and the study view at 1280×800 and 1920×1080 are saved under
-test-output/screenshots/.
+At 1280×800 and 1920×1080 the controls are checked to be on screen without a sideways scroll,
+and screenshots of the worklist and the study view are saved under test-output/screenshots/.
 """
 
 from __future__ import annotations
@@ -148,6 +148,62 @@ def shoot(page: Any, name: str) -> None:
     assert path.stat().st_size > 10_000, f"{path} looks empty"
 
 
+# What a person at this window size could not see: a page wider than the window, or a control
+# outside it even after scrolling the way the page lets them (not sideways, and not a part
+# whose overflow is hidden).
+OFF_SCREEN_JS = """(selectors) => {
+    const problems = [];
+    const root = document.documentElement;
+    if (root.scrollWidth > innerWidth) problems.push(`page is ${root.scrollWidth} px wide`);
+    const pageFixed = getComputedStyle(document.body).overflowY === "hidden";
+    for (const selector of selectors) {
+        const element = document.querySelector(selector);
+        if (!element) { problems.push(`${selector} missing`); continue; }
+        element.scrollIntoView({ block: "nearest", inline: "nearest" });
+        const box = element.getBoundingClientRect();
+        // A pixel of slack: scrolled into view, an edge may land a fraction past the window's.
+        if (box.width === 0 || box.left < -1 || box.right > innerWidth + 1
+            || box.top < -1 || box.bottom > innerHeight + 1) {
+            const where = `x ${box.left}–${box.right}, y ${box.top}–${box.bottom}`;
+            problems.push(`${selector} at ${where}`);
+        }
+        let sideways = scrollX !== 0, hidden = scrollY !== 0 && pageFixed;
+        for (let up = element.parentElement; up; up = up.parentElement) {
+            sideways ||= up.scrollLeft !== 0;
+            hidden ||= up.scrollTop !== 0 && getComputedStyle(up).overflowY === "hidden";
+        }
+        if (sideways) problems.push(`${selector} needs a sideways scroll`);
+        if (hidden) problems.push(`${selector} lies where the page cannot scroll`);
+    }
+    return problems;
+}"""
+
+
+def assert_fits(page: Any, selectors: list[str]) -> None:
+    """Assert the controls are visible at this window size and the image gets most of it."""
+    problems = page.evaluate(OFF_SCREEN_JS, selectors)
+    size = page.viewport_size
+    assert problems == [], f"{size['width']}×{size['height']}: {problems}"
+    canvas = page.locator("#viewer")
+    if canvas.count():
+        box = canvas.bounding_box()
+        assert box["width"] >= size["width"] / 2 and box["height"] >= size["height"] / 2, box
+
+
+WORKLIST_PARTS = [".filters", "#worklist thead", "#worklist tbody tr a.row-link"]
+STUDY_PARTS = [
+    "#viewer",
+    "#wl-preset",
+    "#overlay-choice",
+    "#opacity",
+    "#region-table",
+    "#decision-form .choices",
+    "#label-field",
+    "#comment",
+    "#decision-form button[type=submit]",
+]
+
+
 def reviews(site: Site) -> list[Review]:
     with site.runtime.session_factory() as session:
         return list(session.scalars(select(Review).order_by(Review.created_at)))
@@ -161,6 +217,7 @@ def test_a_clinician_reviews_a_study_from_the_worklist_and_amends_the_decision(
     page.wait_for_selector("#worklist")
     assert page.locator("#worklist tbody tr").count() == 3
     assert page.locator("#worklist tbody tr").first.locator(".status").inner_text() == "unreviewed"
+    assert_fits(page, WORKLIST_PARTS)
     shoot(page, "worklist")
 
     page.locator("a.row-link").first.click()
@@ -170,6 +227,19 @@ def test_a_clinician_reviews_a_study_from_the_worklist_and_amends_the_decision(
     assert "Grad-CAM" in page.inner_text("#legend")
     page.wait_for_timeout(200)  # let the region outlines arrive before the screenshot's hover
     shoot(page, "study")
+    assert_fits(page, STUDY_PARTS)
+
+    # Dragging on the image changes window and level; a preset sets them again.
+    image_window = page.inner_text("#wl-readout")
+    box = page.locator("#viewer").bounding_box()
+    page.mouse.move(box["x"] + 100, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 200, box["y"] + 150, steps=4)
+    page.mouse.up()
+    assert page.inner_text("#wl-readout") != image_window
+    page.select_option("#wl-preset", "wide")
+    page.select_option("#wl-preset", "default")
+    assert page.inner_text("#wl-readout") == image_window
 
     # Overlays and opacity change what is drawn; the legend follows the overlay.
     before = canvas_picture(page)
@@ -203,6 +273,8 @@ def test_a_clinician_reviews_a_study_from_the_worklist_and_amends_the_decision(
     page.select_option("#label-field", "no finding")
     page.fill("#comment", "Skin fold, not a nodule.")
     page.locator("#viewer").focus()
+    page.keyboard.press("u")
+    assert page.is_checked('input[name="decision"][value="uncertain"]')
     page.keyboard.press("d")
     assert page.is_checked('input[name="decision"][value="disagree"]')
     page.keyboard.press("Enter")
@@ -235,6 +307,11 @@ def test_a_clinician_reviews_a_study_from_the_worklist_and_amends_the_decision(
         first.id,
     )
     assert second.username == site.people[Role.CLINICIAN] and second.channel == "page"
+    assert (first.comment, second.comment) == (
+        "Skin fold, not a nodule.",
+        "On second look: a nodule.",
+    )
+    assert first.marks == second.marks
     [mark] = second.marks
     analysed = next(a for a in site.analyses if a["id"] == str(first.analysis_pk))
     # The click was in the middle of the canvas, where the fitted image's centre lies.
@@ -257,9 +334,11 @@ def test_a_clinician_reviews_a_study_from_the_worklist_and_amends_the_decision(
     state = page.context.storage_state()
     wide = new_page(browser, site, SIZES[1], state)
     wide.goto("/review/")
+    assert_fits(wide, WORKLIST_PARTS)
     shoot(wide, "worklist")
     wide.locator("a.row-link").first.click()
     wide.wait_for_selector("#viewer[data-first-overlay-ms]", state="attached")
+    assert_fits(wide, STUDY_PARTS)
     wide.locator("#region-table tbody tr").nth(3).hover()
     shoot(wide, "study")
     assert wide.errors == []

@@ -1,4 +1,4 @@
-"""Logging in and out of the pages, and the account page (where auditors land for now)."""
+"""Logging in and out of the pages, and the account page (who is logged in, what they may do)."""
 
 from __future__ import annotations
 
