@@ -302,7 +302,7 @@ def demo_classifier(
     "--n",
     "count",
     type=click.IntRange(min=60),
-    default=360,
+    default=800,
     show_default=True,
     help="Phantom images (split 70/15/15).",
 )
