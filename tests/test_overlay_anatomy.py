@@ -22,8 +22,9 @@ from service.auth.roles import Role
 from service.settings import Settings
 from service.training.phantom.generator import PhantomOptions, generate
 from service.training.phantom.lesions import LesionMix
+from service.training.phantom.manifest import read_table
 from tests.test_analysis_api import analyses_of, wait_done
-from tests.test_phantom import lesions_by_image, read_table
+from tests.test_phantom import lesions_by_image
 from tests.test_stow import stow
 
 REPO = Path(__file__).resolve().parents[1]
