@@ -296,6 +296,32 @@ def test_the_bundle_loads_and_gives_the_calibrated_probabilities(
     assert numbers["test"]["auroc"]["mean"] == pytest.approx(tiny_run.evaluation.auroc.mean)
 
 
+def test_transfer_learning_keeps_the_frozen_backbone_and_trains_a_new_head(
+    tiny_run: ClassifierTrainingResult, easy_phantoms: Path, tmp_path: Path
+) -> None:
+    config = ClassifierTrainingConfig(
+        data_dir=easy_phantoms,
+        out=tmp_path / "vigil-transfer",
+        size=128,
+        epochs=1,
+        batch_size=16,
+        crop=0,
+        patience=1,
+        workers=0,
+        threads=2,
+        seed=1,
+        version="0.0.1",
+        init_from=tiny_run.model.path,
+        freeze_backbone=True,
+    )
+    result = train_classifier(config)
+    source = tiny_run.model.network.state_dict()
+    target = result.model.network.state_dict()
+    backbone = [key for key in source if key.startswith("backbone.")]
+    assert backbone and all(torch.equal(source[key], target[key]) for key in backbone)
+    assert not torch.equal(source["head.weight"], target["head.weight"])
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 
