@@ -17,6 +17,7 @@ from service.audit.bias_metrics import (
 )
 from service.audit.burned_in import Box, boxes_mask
 from service.audit.flags import FlagThresholds, bias_flags
+from service.audit.per_image import audit_image
 
 SHAPE = (20, 20)
 
@@ -81,6 +82,24 @@ def test_negative_values_do_not_count_and_an_empty_map_has_no_shares() -> None:
     heat = -np.ones(SHAPE)
     metrics = heatmap_metrics(heat, regions(lungs()))
     assert metrics.relevant_share == metrics.border_share == 0.0
+    assert metrics.peak is PeakPlace.NONE and (metrics.peak_row, metrics.peak_col) == (-1, -1)
+
+
+def test_an_empty_heatmap_raises_no_flag() -> None:
+    image = np.zeros(SHAPE, dtype=np.uint8)
+    image[2:18, 2:18] = 150
+    lung_labels = lungs().astype(np.uint8)
+    audit = audit_image(
+        display=image,
+        heatmap=np.zeros(SHAPE),
+        lung_labels=lung_labels,
+        burned_in_attribute="NO",
+        probability=0.04,
+        rescore=lambda _image: 0.04,
+        thresholds=FlagThresholds(),
+    )
+    assert audit["metrics"]["peak"] == "none"
+    assert audit["flags"] == [] and audit["flagged"] is False
 
 
 def test_share_of_the_hottest_pixels_outside_the_lungs() -> None:
@@ -127,6 +146,19 @@ def test_image_regions_fall_back_to_the_body_without_lungs() -> None:
     assert image_regions(image, None, ()).relevant_kind == "body"
     empty = np.zeros((40, 40), dtype=bool)
     assert image_regions(image, empty, ()).relevant_kind == "body"
+
+
+def test_a_bright_box_inside_the_lungs_is_a_finding_not_a_burned_in_label() -> None:
+    image = np.zeros((40, 40), dtype=np.uint8)
+    image[5:35, 8:32] = 180
+    lung_mask = np.zeros((40, 40), dtype=bool)
+    lung_mask[10:30, 10:30] = True
+    in_lung, corner = Box(15, 15, 20, 20), Box(0, 0, 4, 4)
+    regions = image_regions(image, lung_mask, (in_lung, corner))
+    assert regions.boxes == (corner,)
+    assert regions.burned_in[1, 1] and not regions.burned_in[17, 17]
+    # Without lungs nothing says what a box covers: every detected box counts.
+    assert image_regions(image, None, (in_lung, corner)).boxes == (in_lung, corner)
 
 
 def test_flags_name_their_reason_at_the_thresholds() -> None:

@@ -27,6 +27,7 @@ class PeakPlace(StrEnum):
     OUTSIDE_BODY = "outside-body"
     RELEVANT = "relevant-region"
     BODY_ELSEWHERE = "body-outside-relevant-region"
+    NONE = "none"  # the heatmap is empty: no positive mass anywhere
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,17 @@ def body_mask(display: np.ndarray) -> np.ndarray:
 def image_regions(
     display: np.ndarray, lungs: np.ndarray | None, boxes: tuple[Box, ...]
 ) -> ImageRegions:
-    """Return the regions for an image: lungs if given (non-empty), else the body."""
+    """Return the regions for an image: lungs if given (non-empty), else the body.
+
+    A detected box that lies mostly inside the lung fields is not counted as burned-in: a
+    small bright compact object there is far more often a finding (a calcified or dense
+    nodule) than a label, and calling it a marker would flag the model for looking at it.
+    """
     body = body_mask(display)
     has_lungs = lungs is not None and bool(np.any(lungs))
     relevant = np.asarray(lungs, dtype=bool) if has_lungs else body
+    if has_lungs:
+        boxes = tuple(box for box in boxes if not _mostly_inside(box, relevant))
     return ImageRegions(
         relevant=relevant,
         relevant_kind="lungs" if has_lungs else "body",
@@ -95,6 +103,12 @@ def image_regions(
         burned_in=boxes_mask(display.shape, boxes),
         boxes=boxes,
     )
+
+
+def _mostly_inside(box: Box, mask: np.ndarray) -> bool:
+    """Return whether more than half of ``box``'s pixels lie in ``mask``."""
+    inside = mask[box.row0 : box.row1, box.col0 : box.col1]
+    return bool(inside.size) and float(inside.mean()) > 0.5
 
 
 def heatmap_metrics(heatmap: np.ndarray, regions: ImageRegions) -> HeatmapMetrics:
@@ -114,9 +128,9 @@ def heatmap_metrics(heatmap: np.ndarray, regions: ImageRegions) -> HeatmapMetric
         burned_in_share=share(regions.burned_in),
         outside_body_share=share(~regions.body),
         top_outside_relevant_share=_top_outside(mass, regions.relevant),
-        peak=peak_place(int(row), int(col), regions),
-        peak_row=int(row),
-        peak_col=int(col),
+        peak=peak_place(int(row), int(col), regions) if total > 0 else PeakPlace.NONE,
+        peak_row=int(row) if total > 0 else -1,
+        peak_col=int(col) if total > 0 else -1,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.audit.bias_metrics import (
+    PeakPlace,
     fill_with_background,
     heatmap_metrics,
     image_regions,
@@ -34,6 +35,7 @@ def audit_image(
     hiding its strongest hot spot outside the relevant region does, and the flags raised."""
     boxes = tuple(detect_burned_in(display))
     regions = image_regions(display, None if lung_labels is None else lung_labels > 0, boxes)
+    boxes = regions.boxes  # without the ones inside the lungs (see image_regions)
     metrics = heatmap_metrics(heatmap, regions)
     counterfactual: dict[str, float] | None = None
     hotspot = strongest_outside_hotspot(heatmap, regions.relevant)
@@ -45,12 +47,18 @@ def audit_image(
             "change": round(probability - after, 4),
             "hotspot_pixels": int(hotspot.sum()),
         }
-    flags = bias_flags(
-        metrics,
-        thresholds,
-        relevant_kind=regions.relevant_kind,
-        lung_finding=lung_finding,
-        counterfactual_change=None if counterfactual is None else counterfactual["change"],
+    # An empty heatmap (nothing positive: the model found nothing to explain) has no place to
+    # be wrong about; it raises no flag rather than "0 % in the lungs".
+    flags = (
+        []
+        if metrics.peak is PeakPlace.NONE
+        else bias_flags(
+            metrics,
+            thresholds,
+            relevant_kind=regions.relevant_kind,
+            lung_finding=lung_finding,
+            counterfactual_change=None if counterfactual is None else counterfactual["change"],
+        )
     )
     values = asdict(metrics)
     values["peak"] = metrics.peak.value
