@@ -65,6 +65,37 @@ class BundleInfo:
     required_packages: Mapping[str, str] = field(default_factory=dict)
 
 
+def display_preprocessing() -> dict[str, Any]:
+    """Return the MONAI preprocessing config every Vigil bundle uses: a 2D display-oriented
+    float image of any size (higher = brighter) → (1, H, W) float32 in [-1, 1] at the config's
+    ``input_size`` (0.5–99.5 percentile window, area resize)."""
+    return {
+        "_target_": "monai.transforms.Compose",
+        "transforms": [
+            {"_target_": "monai.transforms.EnsureChannelFirst", "channel_dim": "no_channel"},
+            {
+                "_target_": "monai.transforms.ScaleIntensityRangePercentiles",
+                "lower": 0.5,
+                "upper": 99.5,
+                "b_min": -1.0,
+                "b_max": 1.0,
+                "clip": True,
+            },
+            {
+                "_target_": "monai.transforms.Resize",
+                "spatial_size": "@input_size",
+                "mode": "area",
+            },
+            {
+                "_target_": "monai.transforms.EnsureType",
+                "data_type": "tensor",
+                "dtype": "$torch.float32",
+                "track_meta": False,
+            },
+        ],
+    }
+
+
 def build_metadata(info: BundleInfo, weights_sha256: str) -> dict[str, Any]:
     """Return metadata.json's content: MONAI's schema fields plus the ``vigil`` section."""
     vigil: dict[str, Any] = {

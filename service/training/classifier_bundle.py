@@ -11,7 +11,7 @@ from typing import Any
 
 from service.inference.region_classifier import EXPLAIN_LAYER
 from service.inference.registry import ModelKind
-from service.training.bundle import BundleInfo
+from service.training.bundle import BundleInfo, display_preprocessing
 
 DEMO_DISCLAIMER = "Demo model, synthetic training data, not for clinical use."
 PREPROCESSING = (
@@ -50,31 +50,7 @@ def classifier_inference_config(
             "local_contrast": local_contrast,
         },
         "network": "$@network_def",
-        "preprocessing": {
-            "_target_": "monai.transforms.Compose",
-            "transforms": [
-                {"_target_": "monai.transforms.EnsureChannelFirst", "channel_dim": "no_channel"},
-                {
-                    "_target_": "monai.transforms.ScaleIntensityRangePercentiles",
-                    "lower": 0.5,
-                    "upper": 99.5,
-                    "b_min": -1.0,
-                    "b_max": 1.0,
-                    "clip": True,
-                },
-                {
-                    "_target_": "monai.transforms.Resize",
-                    "spatial_size": "@input_size",
-                    "mode": "area",
-                },
-                {
-                    "_target_": "monai.transforms.EnsureType",
-                    "data_type": "tensor",
-                    "dtype": "$torch.float32",
-                    "track_meta": False,
-                },
-            ],
-        },
+        "preprocessing": display_preprocessing(),
     }
 
 

@@ -23,7 +23,7 @@ from monai.utils import set_determinism
 
 from service.inference.lungs import segment_lungs
 from service.inference.registry import LoadedModel
-from service.training.bundle import write_bundle
+from service.training.bundle import display_preprocessing, write_bundle
 from service.training.lung_card import CardFacts, lung_bundle_info, lung_model_card
 from service.training.lung_data import (
     LungImage,
@@ -108,31 +108,7 @@ def inference_config(size: int) -> dict[str, Any]:
         },
         "network": "$@network_def",
         # Input: a 2D display-oriented float image of any size (higher = brighter).
-        "preprocessing": {
-            "_target_": "monai.transforms.Compose",
-            "transforms": [
-                {"_target_": "monai.transforms.EnsureChannelFirst", "channel_dim": "no_channel"},
-                {
-                    "_target_": "monai.transforms.ScaleIntensityRangePercentiles",
-                    "lower": 0.5,
-                    "upper": 99.5,
-                    "b_min": -1.0,
-                    "b_max": 1.0,
-                    "clip": True,
-                },
-                {
-                    "_target_": "monai.transforms.Resize",
-                    "spatial_size": "@input_size",
-                    "mode": "area",
-                },
-                {
-                    "_target_": "monai.transforms.EnsureType",
-                    "data_type": "tensor",
-                    "dtype": "$torch.float32",
-                    "track_meta": False,
-                },
-            ],
-        },
+        "preprocessing": display_preprocessing(),
         # One (1, H, W) logit map in, the lung probability out.
         "postprocessing": {"_target_": "monai.transforms.Activations", "sigmoid": True},
     }
