@@ -96,6 +96,21 @@ def display_preprocessing() -> dict[str, Any]:
     }
 
 
+def display_input_format(size: int) -> dict[str, Any]:
+    """Return the MONAI ``network_data_format`` entry of the input ``display_preprocessing``
+    gives: one channel, ``size``² float32 in [-1, 1]."""
+    return {
+        "type": "image",
+        "format": "magnitude",
+        "num_channels": 1,
+        "spatial_shape": [size, size],
+        "dtype": "float32",
+        "value_range": [-1, 1],
+        "is_patch_data": False,
+        "channel_def": {"0": "image"},
+    }
+
+
 def build_metadata(info: BundleInfo, weights_sha256: str) -> dict[str, Any]:
     """Return metadata.json's content: MONAI's schema fields plus the ``vigil`` section."""
     vigil: dict[str, Any] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 from service.inference.region_classifier import EXPLAIN_LAYER
 from service.inference.registry import ModelKind
-from service.training.bundle import BundleInfo, display_preprocessing
+from service.training.bundle import BundleInfo, display_input_format, display_preprocessing
 
 DEMO_DISCLAIMER = "Demo model, synthetic training data, not for clinical use."
 PREPROCESSING = (
@@ -80,18 +80,7 @@ def classifier_bundle_info(
         pred_classes="image logits per label; per-region logits per label at 1/16 resolution",
         intended_use=intended_use,
         network_data_format={
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "num_channels": 1,
-                    "spatial_shape": [size, size],
-                    "dtype": "float32",
-                    "value_range": [-1, 1],
-                    "is_patch_data": False,
-                    "channel_def": {"0": "image"},
-                }
-            },
+            "inputs": {"image": display_input_format(size)},
             "outputs": {
                 "pred": {
                     "type": "probabilities",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.inference.registry import ModelKind
-from service.training.bundle import BundleInfo
+from service.training.bundle import BundleInfo, display_input_format
 from service.training.lung_data import TEST_EVERY, VALIDATION_EVERY, Split
 from service.training.lung_loop import EpochLog
 from service.training.metrics import Estimate
@@ -66,18 +66,7 @@ def lung_bundle_info(version: str, size: int, *, with_phantoms: bool) -> BundleI
             "demonstration only; not a medical device, not for diagnosis."
         ),
         network_data_format={
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "num_channels": 1,
-                    "spatial_shape": [size, size],
-                    "dtype": "float32",
-                    "value_range": [-1, 1],
-                    "is_patch_data": False,
-                    "channel_def": {"0": "image"},
-                }
-            },
+            "inputs": {"image": display_input_format(size)},
             "outputs": {
                 "pred": {
                     "type": "image",
