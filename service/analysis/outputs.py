@@ -23,7 +23,8 @@ from service.auth.access_log import record_access
 from service.auth.roles import Role
 from service.auth.service import Principal
 from service.dicom import repository as archive_repository
-from service.dicom.store import StoreOutcome, store_received
+from service.dicom.archive import ReceivedFile
+from service.dicom.store import StoreOutcome, store_received_together
 from service.inference.registry import LoadedModel
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
@@ -67,8 +68,7 @@ def store_outputs(
     )
     # The Secondary Capture adds its own caption (disclaimer, model) below the image. It is a
     # picture for any PACS viewer: at most 1024 pixels a side is plenty, and 4× lighter.
-    display, shown = fit_within(decoded.display, SC_MAX_SIDE), fit_within(shown, SC_MAX_SIDE)
-    rgb = composite_image(display, shown, kind, caption="")
+    rgb = composite_image(fit_within(decoded.display, SC_MAX_SIDE), shown, kind, caption="")
     objects: dict[str, Dataset] = {
         "secondary_capture": secondary_capture(source, rgb, identity=identity, overlay=title),
         "probability_map": parametric_map(
@@ -85,17 +85,26 @@ def store_outputs(
         objects["gradcam_map"] = parametric_map(
             source, gradcam, quantity="gradcam", identity=identity
         )
-    return {name: _file(services, job, ds) for name, ds in objects.items()}
+    uids = _file_together(services, job, [to_part10_bytes(ds) for ds in objects.values()])
+    return dict(zip(objects, uids, strict=True))
 
 
-def _file(services: AnalysisServices, job: Job, ds: Dataset) -> str:
+def _file_together(services: AnalysisServices, job: Job, objects: list[bytes]) -> list[str]:
+    """File Part 10 objects in the archive in one transaction; return their SOP Instance UIDs."""
     runtime = services.runtime
-    writer = runtime.archive.writer(runtime.settings.max_instance_bytes)
+    received: list[ReceivedFile] = []
     try:
-        writer.write(to_part10_bytes(ds))
-        received = writer.finish()
+        for data in objects:
+            writer = runtime.archive.writer(runtime.settings.max_instance_bytes)
+            try:
+                writer.write(data)
+                received.append(writer.finish())
+            except BaseException:
+                writer.abort()
+                raise
     except BaseException:
-        writer.abort()
+        for r in received:
+            r.path.unlink(missing_ok=True)
         raise
 
     def record(session: Session, outcome: StoreOutcome) -> None:
@@ -111,16 +120,17 @@ def _file(services: AnalysisServices, job: Job, ds: Dataset) -> str:
             sop_instance_uid=outcome.sop_instance_uid,
         )
 
-    outcome = store_received(
+    outcomes = store_received_together(
         session_factory=runtime.session_factory,
         archive=runtime.archive,
         received=received,
         require_image=False,
         audit=record,
     )
-    if not outcome.ok:
-        raise AnalysisFailed(f"a result object could not be filed: {outcome.reason}")
-    return outcome.sop_instance_uid
+    for outcome in outcomes:
+        if not outcome.ok:
+            raise AnalysisFailed(f"a result object could not be filed: {outcome.reason}")
+    return [outcome.sop_instance_uid for outcome in outcomes]
 
 
 def output_files(services: AnalysisServices, sop_instance_uids: Iterable[str]) -> list[Path]:

@@ -1,8 +1,10 @@
 """Overlay images of an analysis: drawn from its saved maps, once, and kept as PNG files.
 
-The pipeline saves the maps (raw values, at the image's geometry) and the display image;
-drawing the PNGs of a 2k radiograph takes longer than the analysis itself, so it happens
-after the results are stored (the job thread does it next) or on the first request.
+The pipeline saves the maps (raw values, at the working copy's size: the image's geometry,
+coarser) and the full-size display image; the overlays are drawn at the image's size, maps
+resampled onto it. Drawing the PNGs of a 2k radiograph takes longer than the analysis
+itself, so it happens after the results are stored (the job thread does it next) or on the
+first request.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from service.results.overlays import (
     heatmap_rgba,
     lungs_rgba,
 )
+from service.results.resize import resize_labels, resize_map
 
 _TITLES = {
     OverlayKind.GRADCAM: "Grad-CAM (arbitrary units)",
@@ -102,10 +105,11 @@ def draw_overlay(root: Path, analysis_id: uuid.UUID, kind: OverlayKind, *, capti
     display = load_map(raw_map_path(root, analysis_id, _DISPLAY))
     legend: Legend | KeyLegend
     if kind is OverlayKind.LUNGS:
-        rgba = lungs_rgba(load_map(raw_map_path(root, analysis_id, kind.value)))
+        labels = load_map(raw_map_path(root, analysis_id, kind.value))
+        rgba = lungs_rgba(resize_labels(labels, display.shape))
         legend = LUNGS_LEGEND
     else:
-        values = load_map(raw_map_path(root, analysis_id, kind.value))
+        values = resize_map(load_map(raw_map_path(root, analysis_id, kind.value)), display.shape)
         vmin, vmax = display_range(kind, values)
         rgba = heatmap_rgba(values, vmin=vmin, vmax=vmax)
         legend = Legend(label=_TITLES[kind], vmin=vmin, vmax=vmax)
@@ -121,7 +125,9 @@ def draw_overlay(root: Path, analysis_id: uuid.UUID, kind: OverlayKind, *, capti
 def composite_image(
     display: np.ndarray, values: np.ndarray, kind: OverlayKind, caption: str
 ) -> np.ndarray:
-    """Return the composite RGB image of one map (used for the DICOM Secondary Capture too)."""
+    """Return the composite RGB image of one map (used for the DICOM Secondary Capture too);
+    the map is resampled onto the display image's size."""
+    values = resize_map(values, display.shape)
     vmin, vmax = display_range(kind, values)
     legend = Legend(label=_TITLES[kind], vmin=vmin, vmax=vmax)
     rgba = heatmap_rgba(values, vmin=vmin, vmax=vmax)

@@ -2,9 +2,13 @@
 
 decode → preprocess → classify → explain → lungs → regions → maps saved → DICOM outputs.
 
-Every map is brought back to the original image's geometry before anything is drawn or
-measured, so overlays sit on the anatomy they describe. Results files are written
-idempotently (same content, same names): a job run twice leaves one set of results.
+Everything after decoding works on the *working copy*: the display image area-averaged so its
+long side is ``WORKING_SIDE`` (the network sees 256² and its cells are 16 input pixels wide,
+so nothing finer exists to keep). Every map is brought back to the original image's geometry
+at that scale (same field, same orientation, coarser pixels) before anything is measured, and
+to its full size when an overlay is drawn, so overlays sit on the anatomy they describe.
+Results files are written idempotently (same content, same names): a job run twice leaves
+one set of results.
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ from service.inference.region_classifier import RegionOutput
 from service.inference.registry import LoadedModel, ModelKind
 from service.log_config import get_logger
 from service.results.regions import grid_regions, lung_label_map, lung_zones, region_table
-from service.results.resize import fit_within, resize_labels
+from service.results.resize import fit_within
 
 log = get_logger(__name__)
 
-# Sizes (long side, pixels) at which the stages that need no full resolution work.
+# The working copy's long side (pixels): the network input, the maps, the lung fields, the
+# region table and the bias audit all use it.
 WORKING_SIDE = 512
-PREPROCESS_SIDE = 1024
 
 
 @dataclass
@@ -74,7 +78,8 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
     with timings.stage("decode"):
         decoded = decode(job)
     with timings.stage("preprocess"):
-        x, geometry = preprocess(model, decoded.display)
+        working = fit_within(decoded.display, WORKING_SIDE)
+        x, geometry = preprocess(model, working)
     with timings.stage("classify"):
         probabilities, probability_map = classify(model, x, geometry)
     label_index = int(np.argmax(probabilities))
@@ -83,14 +88,16 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
         with timings.stage(f"explain_{method.value}"):
             explanations[method] = explain_map(model, x, geometry, method, label_index)
     with timings.stage("lungs"):
-        lung_labels = lungs(services, decoded.display)
+        lung_labels = lungs(services, working)
     with timings.stage("regions"):
         regions = regions_of(probability_map, lung_labels)
     bias = None
     gradcam = explanations.get(ExplanationMethod.GRADCAM)
     if gradcam is not None:
         with timings.stage("bias_audit"):
-            bias = audit(services, model, decoded, gradcam, lung_labels, probabilities, label_index)
+            bias = audit(
+                services, model, decoded, working, gradcam, lung_labels, probabilities, label_index
+            )
     root = services.runtime.settings.results_path
     with timings.stage("save_maps"):
         # Overlay images are drawn from these after the results are stored (or on first view).
@@ -162,10 +169,12 @@ def decode(job: Job) -> Decoded:
 
 
 def preprocess(model: LoadedModel, display: np.ndarray) -> tuple[torch.Tensor, InputGeometry]:
-    """Return the network input (1, C, H, W) and how it maps to the original geometry."""
-    # Percentiles over a 2k image cost more than the network; a 1024 copy gives the same
-    # input once resized to the network's size.
-    x = model.preprocess(fit_within(display, PREPROCESS_SIDE).astype(np.float32))
+    """Return the network input (1, C, H, W) and how it maps back to ``display``'s geometry.
+
+    Pass the working copy: the preprocessing's area resize from it gives the input a 2k image
+    would (area averages compose), and its percentiles cost a sixteenth as much.
+    """
+    x = model.preprocess(display.astype(np.float32))
     mode = ResizeMode(model.metadata.get("vigil", {}).get("resize_mode", ResizeMode.RESIZE))
     geometry = InputGeometry.fit(display.shape, model.input_size, mode)
     return x[None], geometry
@@ -174,8 +183,8 @@ def preprocess(model: LoadedModel, display: np.ndarray) -> tuple[torch.Tensor, I
 def classify(
     model: LoadedModel, x: torch.Tensor, geometry: InputGeometry
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return image probabilities per label and the top label's probability map (original
-    geometry), both from one forward pass."""
+    """Return image probabilities per label and the top label's probability map (at the
+    geometry's original, the working copy), both from one forward pass."""
     with torch.no_grad():
         output = model.network(x)
     if not isinstance(output, RegionOutput):
@@ -194,7 +203,7 @@ def explain_map(
     method: ExplanationMethod,
     label_index: int,
 ) -> np.ndarray:
-    """Return one explanation map, raw (no display scaling), at the original geometry."""
+    """Return one explanation map, raw (no display scaling), at the working copy's geometry."""
     layer = model.explain_layer or "backbone.features"
     values = explain(
         ExplainMethod(method.value), model.network, x, layer=layer, label_index=label_index
@@ -202,19 +211,17 @@ def explain_map(
     return geometry.to_original(values.reshape(geometry.input_shape))
 
 
-def lungs(services: AnalysisServices, display: np.ndarray) -> np.ndarray | None:
-    """Return lung labels (1 right, 2 left) at the image's geometry, or None without both."""
+def lungs(services: AnalysisServices, working: np.ndarray) -> np.ndarray | None:
+    """Return lung labels (1 right, 2 left) at the working copy's size, or None without both."""
     try:
         model = services.models.get(services.runtime.settings.lung_model)
     except ModelUnavailable as exc:
         log.info("analysis.no_lung_model", reason=exc.message)
         return None
-    # The segmenter sees 256² anyway: cleaning its mask at full size would only cost time.
-    small = fit_within(display, WORKING_SIDE)
-    fields = split_lungs(segment_lungs(model, small.astype(np.float32)))
+    fields = split_lungs(segment_lungs(model, working.astype(np.float32)))
     if not fields.right.any() or not fields.left.any():
         return None
-    return resize_labels(lung_label_map(fields.right, fields.left), display.shape)
+    return lung_label_map(fields.right, fields.left)
 
 
 def regions_of(
@@ -231,27 +238,29 @@ def audit(
     services: AnalysisServices,
     model: LoadedModel,
     decoded: Decoded,
+    working: np.ndarray,
     gradcam: np.ndarray,
     lung_labels: np.ndarray | None,
     probabilities: np.ndarray,
     label_index: int,
 ) -> dict[str, Any]:
-    """Return the bias audit of this analysis's raw Grad-CAM (see service.audit)."""
+    """Return the bias audit of this analysis's raw Grad-CAM (see service.audit).
+
+    It runs on the working copy the classifier saw, so the probability to compare with is the
+    analysis's own, and the counterfactual re-scores like with like.
+    """
     settings = services.runtime.settings
 
     def rescore(display: np.ndarray) -> float:
         x, geometry = preprocess(model, display)
         return float(classify(model, x, geometry)[0][label_index])
 
-    # Shares of mass and peak places do not need 2k pixels: audit a working-size copy, and
-    # score it both with and without the hot spot so the change compares like with like.
-    display = fit_within(decoded.display, WORKING_SIDE)
     return audit_image(
-        display=display,
-        heatmap=fit_within(gradcam, WORKING_SIDE),
-        lung_labels=None if lung_labels is None else resize_labels(lung_labels, display.shape),
+        display=working,
+        heatmap=gradcam,
+        lung_labels=lung_labels,
         burned_in_attribute=str(decoded.source.get("BurnedInAnnotation", "")),
-        probability=rescore(display),
+        probability=float(probabilities[label_index]),
         rescore=rescore,
         thresholds=FlagThresholds(
             min_relevant_share=settings.audit_min_lung_share,

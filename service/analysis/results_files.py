@@ -32,7 +32,8 @@ def composite_path(root: Path, analysis_id: uuid.UUID, kind: OverlayKind) -> Pat
 
 
 def raw_map_path(root: Path, analysis_id: uuid.UUID, name: str) -> Path:
-    """Raw maps (before display scaling) at the image's geometry: the bias audit reads them."""
+    """Raw maps (before display scaling) at the working copy's size (the image's geometry,
+    long side at most 512; ``display`` is full size): overlays and audit reports read them."""
     return analysis_dir(root, analysis_id) / f"map-{name}.npy"
 
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from service.analysis.results_files import OverlayKind, load_map, raw_map_path
 from service.audit.burned_in import Box, parse_box
 from service.results.overlays import composite, encode_png, heatmap_rgba
-from service.results.resize import fit_within
+from service.results.resize import fit_within, is_scaled_copy, resize_map
 
 THUMBNAIL_SIDE = 320
 # The per-image audit measured (and found its boxes) on a copy this size (pipeline.WORKING_SIDE).
@@ -44,10 +44,10 @@ def gallery_png(
         return None
     display = load_map(display_path)
     gradcam = load_map(gradcam_path)
-    if display.ndim != 2 or gradcam.shape != display.shape:
+    if display.ndim != 2 or gradcam.ndim != 2 or not is_scaled_copy(gradcam.shape, display.shape):
         return None
     small = fit_within(display.astype(np.uint8), THUMBNAIL_SIDE)
-    heat = fit_within(gradcam.astype(np.float32), THUMBNAIL_SIDE)
+    heat = resize_map(gradcam, small.shape)
     scaled = _scaled_boxes(boxes, display.shape, small.shape)
     if deidentify:
         small = pixelate(small, scaled)

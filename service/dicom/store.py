@@ -1,13 +1,15 @@
 """Store one received instance: check it, index it, file it; idempotent on SOP Instance UID.
 
-Each instance is its own transaction, so one bad instance never costs the others. The file
-is renamed into place before the commit: a crash in between leaves a stray file that no row
-points to (harmless, overwritten by the next store), never a row without its file.
+Each received instance is its own transaction, so one bad instance never costs the others;
+objects that belong together (the outputs of one analysis) can be stored in one transaction,
+all or none. A file is renamed into place before the commit: a crash in between leaves a stray
+file that no row points to (harmless, overwritten by the next store), never a row without its
+file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -74,7 +76,8 @@ def store_received(
                 sop_class_uid=parsed.instance.sop_class_uid,
                 sop_instance_uid=parsed.instance.sop_instance_uid,
             )
-        return _index_and_file(session_factory, archive, received, parsed, audit)
+        [outcome] = _index_and_file(session_factory, archive, [(received, parsed)], audit)
+        return outcome
     except InstanceRejected as rejected:
         log.info("ingest.rejected", failure=rejected.code.name)
         return StoreOutcome(
@@ -88,60 +91,107 @@ def store_received(
         received.path.unlink(missing_ok=True)
 
 
+def store_received_together(
+    *,
+    session_factory: sessionmaker[Session],
+    archive: Archive,
+    received: Sequence[ReceivedFile],
+    require_image: bool = True,
+    audit: Audit | None = None,
+) -> list[StoreOutcome]:
+    """Store files that belong together in one transaction, all or none, and return each
+    one's outcome (all failed, with the reason, when one is refused); the files are consumed.
+
+    One commit (and one fsync of the database) for the lot: what makes filing an analysis's
+    four result objects cheap.
+    """
+    try:
+        items = [(r, parse_instance(r.path, require_image=require_image)) for r in received]
+        return _index_and_file(session_factory, archive, items, audit)
+    except InstanceRejected as rejected:
+        log.info("ingest.rejected", failure=rejected.code.name, together=len(received))
+        return [
+            StoreOutcome(
+                StoreStatus.FAILED,
+                sop_class_uid=rejected.sop_class_uid,
+                sop_instance_uid=rejected.sop_instance_uid,
+                reason=rejected.reason,
+                failure=rejected.code,
+            )
+        ] * len(received)
+    finally:
+        for r in received:
+            r.path.unlink(missing_ok=True)
+
+
 def _index_and_file(
     session_factory: sessionmaker[Session],
     archive: Archive,
-    received: ReceivedFile,
-    parsed: ParsedInstance,
+    items: Sequence[tuple[ReceivedFile, ParsedInstance]],
     audit: Audit | None,
-) -> StoreOutcome:
-    inst = parsed.instance
-    relative = archive.relative_path(
-        parsed.study.study_instance_uid,
-        parsed.series.series_instance_uid,
-        inst.sop_instance_uid,
-    )
-    archive.sync(received)  # the slow part of durability, done before any lock is taken
-    placed = False
+) -> list[StoreOutcome]:
+    """Index and file received instances in one transaction; raise InstanceRejected (and
+    leave nothing of them behind) when one cannot be stored."""
+    for received, _parsed in items:
+        archive.sync(received)  # the slow part of durability, done before any lock is taken
+    placed: list[str] = []
+    outcomes: list[StoreOutcome] = []
+    current = items[0][1].instance
     try:
         with session_scope(session_factory) as session:
-            repository.lock_keys(session, [f"sop:{inst.sop_instance_uid}"])
-            existing = repository.get_instance(session, inst.sop_instance_uid)
-            if existing is not None:
-                _check_same_instance(archive, received, parsed, existing)
-                status = StoreStatus.ALREADY_STORED
-            else:
-                series = _series_for(session, parsed)
-                session.add(_instance_row(parsed, series, relative, received))
-                session.flush()
-                archive.place(received, relative)
-                placed = True
-                status = StoreStatus.STORED
-            outcome = _outcome(parsed, status)
-            if audit is not None:
-                audit(session, outcome)  # same transaction: no store without its log row
+            repository.lock_keys(session, [f"sop:{p.instance.sop_instance_uid}" for _, p in items])
+            for received, parsed in items:
+                current = parsed.instance
+                relative = archive.relative_path(
+                    parsed.study.study_instance_uid,
+                    parsed.series.series_instance_uid,
+                    current.sop_instance_uid,
+                )
+                existing = repository.get_instance(session, current.sop_instance_uid)
+                if existing is not None:
+                    _check_same_instance(archive, received, parsed, existing)
+                    status = StoreStatus.ALREADY_STORED
+                else:
+                    series = _series_for(session, parsed)
+                    session.add(_instance_row(parsed, series, relative, received))
+                    session.flush()
+                    archive.place(received, relative)
+                    placed.append(relative)
+                    status = StoreStatus.STORED
+                outcome = _outcome(parsed, status)
+                if audit is not None:
+                    audit(session, outcome)  # same transaction: no store without its log row
+                outcomes.append(outcome)
+    except InstanceRejected:
+        _remove(archive, placed)
+        raise
     except SQLAlchemyError as exc:
-        if placed:
-            archive.remove(relative)
+        _remove(archive, placed)
         log.error("ingest.database_error", error=type(exc).__name__)
         raise InstanceRejected(
             "the archive could not record this instance (database error); nothing was stored",
             FailureReason.PROCESSING_FAILURE,
-            sop_class_uid=inst.sop_class_uid,
-            sop_instance_uid=inst.sop_instance_uid,
+            sop_class_uid=current.sop_class_uid,
+            sop_instance_uid=current.sop_instance_uid,
         ) from exc
     except OSError as exc:
-        if placed:
-            archive.remove(relative)
+        _remove(archive, placed)
         log.error("ingest.file_error", error=type(exc).__name__)
         raise InstanceRejected(
             "the archive could not write this instance (storage error); nothing was stored",
             FailureReason.OUT_OF_RESOURCES,
-            sop_class_uid=inst.sop_class_uid,
-            sop_instance_uid=inst.sop_instance_uid,
+            sop_class_uid=current.sop_class_uid,
+            sop_instance_uid=current.sop_instance_uid,
         ) from exc
-    log.info("ingest.stored" if placed else "ingest.already_stored", size=received.size)
-    return outcome
+    for (received, _parsed), outcome in zip(items, outcomes, strict=True):
+        stored = outcome.status is StoreStatus.STORED
+        log.info("ingest.stored" if stored else "ingest.already_stored", size=received.size)
+    return outcomes
+
+
+def _remove(archive: Archive, placed: list[str]) -> None:
+    for relative in placed:
+        archive.remove(relative)
 
 
 def _series_for(session: Session, parsed: ParsedInstance) -> Series:

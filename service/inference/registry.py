@@ -33,6 +33,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from service.inference.errors import BundleError, ModelUnavailable
+from service.inference.fast_transforms import with_fast_transforms
 from service.log_config import get_logger
 
 log = get_logger(__name__)
@@ -141,7 +142,7 @@ def load_bundle(path: Path) -> LoadedModel:
         raise BundleError(f"{name}: {INFERENCE_FILE} network_def is not a torch module")
     _load_weights(name, network, path / WEIGHTS_FILE)
     network.to("cpu").eval()
-    preprocess = _build(name, parser, "preprocessing")
+    preprocess = with_fast_transforms(_build(name, parser, "preprocessing"))
     postprocess = _build(name, parser, "postprocessing") if "postprocessing" in parser else None
 
     explain_layer = vigil.get("explain_layer")

@@ -80,6 +80,16 @@ def _lut(name: str) -> np.ndarray:
     return lut
 
 
+@cache
+def _packed_lut(name: str) -> np.ndarray:
+    """Return the colour map as (256,) uint32 whose bytes are R, G, B, 0 (a pixel's RGBA)."""
+    rgba = np.zeros((256, 4), dtype=np.uint8)
+    rgba[:, :3] = _lut(name)
+    packed = rgba.view(np.uint32).ravel()
+    packed.flags.writeable = False
+    return packed
+
+
 def colormap_lut(name: str) -> np.ndarray:
     """Return the colour map's lookup table: (256, 3) uint8, entry 0 for the lowest value."""
     return _lut(name)
@@ -108,13 +118,24 @@ def heatmap_rgba(
         raise ValueError(f"vmax ({vmax}) must be greater than vmin ({vmin})")
     if not 0.0 <= alpha_max <= 1.0 or ramp <= 0.0:
         raise ValueError("alpha_max must lie in 0..1 and ramp must be positive")
-    scaled = (np.asarray(values, dtype=np.float32) - vmin) / (vmax - vmin)
+    # In place, in float32 and through lookup tables: a 1024² map takes a few milliseconds.
+    scaled = np.asarray(values, dtype=np.float32) - np.float32(vmin)
+    scaled *= np.float32(1.0 / (vmax - vmin))
     valid = np.isfinite(scaled)
-    scaled = np.clip(np.where(valid, scaled, 0.0), 0.0, 1.0)
-    rgba = np.empty((*values.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = colormap_lut(colormap)[np.round(scaled * 255).astype(np.intp)]
-    opacity = alpha_max * np.clip((scaled - threshold) / ramp, 0.0, 1.0) * valid
-    rgba[..., 3] = np.round(opacity * 255).astype(np.uint8)
+    all_valid = bool(valid.all())
+    if not all_valid:
+        scaled[~valid] = 0.0
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    index = np.rint(scaled * 255).astype(np.uint8)
+    # One 4-byte lookup per pixel (RGB and a zero alpha, filled in below).
+    packed: np.ndarray = np.take(_packed_lut(colormap), index)
+    rgba = packed.view(np.uint8).reshape(*values.shape, 4)
+    top = np.float32(alpha_max * 255)
+    opacity = (scaled - np.float32(threshold)) * np.float32(alpha_max * 255 / ramp)
+    np.clip(opacity, 0.0, top, out=opacity)
+    if not all_valid:
+        opacity[~valid] = 0.0
+    rgba[..., 3] = np.rint(opacity)
     return rgba
 
 
@@ -216,10 +237,13 @@ def composite(
             f"overlay shape {overlay_rgba.shape} does not match the image "
             f"{display_image.shape} (+4 channels)"
         )
-    alpha = overlay_rgba[..., 3:4].astype(np.float32) / 255.0
-    grey = display_image[..., None].astype(np.float32)
-    blended = grey * (1.0 - alpha) + overlay_rgba[..., :3].astype(np.float32) * alpha
-    canvas = Image.fromarray(np.round(blended).astype(np.uint8)).convert("RGBA")
+    # grey · (1 − α) + colour · α, in integers (rounded): a fraction of float's time.
+    alpha = overlay_rgba[..., 3:4].astype(np.uint16)
+    blended = overlay_rgba[..., :3] * alpha
+    blended += display_image[..., None] * (255 - alpha)
+    blended += 127
+    blended //= 255
+    canvas = Image.fromarray(blended.astype(np.uint8)).convert("RGBA")
     layout = _Layout.for_image(*display_image.shape)
     if legend is not None:
         canvas = _draw_legend(canvas, legend, layout)

@@ -32,7 +32,7 @@ from service.results.output_identity import (
     OutputKind,
     derived_uid,
 )
-from service.results.resize import fit_within
+from service.results.resize import fit_within, is_scaled_copy
 
 # Patient Orientation letters as patient-coordinate unit vectors (LPS, PS3.3 C.7.6.1.1.1).
 _DIRECTIONS = {
@@ -72,7 +72,8 @@ def parametric_map(
     identity: OutputIdentity,
     max_side: int = MAX_MAP_SIDE,
 ) -> Dataset:
-    """Return a float32 Parametric Map of ``values`` (rows, columns at the source's geometry).
+    """Return a float32 Parametric Map of ``values``: rows × columns at the source's geometry,
+    full size or shrunk by ``fit_within`` (same field, coarser pixels).
 
     Probability values must lie in [0, 1]; Grad-CAM values in any finite range, which becomes
     the real-world value mapping's range (arbitrary units). Maps larger than ``max_side`` are
@@ -192,8 +193,11 @@ def _orientation(header: Dataset) -> tuple[float, ...]:
 
 def _checked_values(values: np.ndarray, header: Dataset, quantity: MapQuantity) -> np.ndarray:
     expected = (int(header.Rows), int(header.Columns))
-    if values.shape != expected:
-        raise ValueError(f"{quantity} map is {values.shape}, the source image is {expected}")
+    if values.ndim != 2 or not is_scaled_copy(values.shape, expected):
+        raise ValueError(
+            f"{quantity} map is {values.shape}, the source image is {expected} "
+            "(a map covers the image: its size or a scaled-down copy of it)"
+        )
     pixels = np.ascontiguousarray(values, dtype=np.float32)
     if not np.isfinite(pixels).all():
         raise ValueError(f"{quantity} map holds NaN or infinite values")

@@ -1,4 +1,4 @@
-"""Shrink images and maps for outputs that do not need full resolution."""
+"""Shrink images and maps for outputs that do not need full resolution, and bring maps back."""
 
 from __future__ import annotations
 
@@ -6,20 +6,45 @@ import numpy as np
 from PIL import Image
 
 
+def fitted_shape(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """Return (rows, columns) of an image of ``shape`` shrunk so its long side is at most
+    ``max_side`` (the shape ``fit_within`` gives it)."""
+    rows, columns = shape
+    scale = max_side / max(rows, columns)
+    if scale >= 1:
+        return rows, columns
+    return max(1, round(rows * scale)), max(1, round(columns * scale))
+
+
+def is_scaled_copy(shape: tuple[int, int], of: tuple[int, int]) -> bool:
+    """Return whether ``shape`` is the image shape ``of`` itself or a ``fit_within`` copy."""
+    return tuple(shape) == tuple(of) or tuple(shape) == fitted_shape(of, max(shape))
+
+
 def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
     """Return a 2D image or map shrunk (area average) so its long side is at most ``max_side``.
 
     uint8 images stay uint8; anything else comes back as float32.
     """
-    rows, columns = image.shape
-    scale = max_side / max(rows, columns)
-    if scale >= 1:
+    rows, columns = fitted_shape(image.shape, max_side)
+    if (rows, columns) == image.shape:
         return image
-    size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
+    size = (columns, rows)
     if image.dtype == np.uint8:
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
     as_float = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
     return np.asarray(as_float.resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return a float map resampled to ``shape`` (rows, columns) as float32: bilinear with
+    pixel centres matched when it grows, area average when it shrinks."""
+    if values.shape == shape:
+        return np.asarray(values, dtype=np.float32)
+    grows = shape[0] * shape[1] > values.shape[0] * values.shape[1]
+    method = Image.Resampling.BILINEAR if grows else Image.Resampling.BOX
+    as_float = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
+    return np.asarray(as_float.resize((shape[1], shape[0]), method), dtype=np.float32)
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -94,9 +94,16 @@ def structured_report(
         title=codes.cid7021.ImagingMeasurementReport,
         referenced_images=[_library_view(header)],
     )
+    # highdicom deep-copies and re-parses the whole content tree to check that everything it
+    # references is in the evidence: most of this function's time, for a tree whose only
+    # reference is the source image, the evidence itself. The document is made around the
+    # root container and its first item (the language) and the other items attached after.
+    root = report[0]
+    items = root.ContentSequence
+    root.ContentSequence = items[:1]
     sr = hd.sr.ComprehensiveSR(
         evidence=[header],
-        content=report[0],
+        content=root,
         series_instance_uid=identity.series_uid(KIND),
         series_number=identity.series_number(KIND),
         sop_instance_uid=identity.instance_uid(KIND),
@@ -111,6 +118,7 @@ def structured_report(
         is_final=False,
         is_verified=False,
     )
+    sr.ContentSequence = items
     pin_volatile_attributes(sr, source=header, identity=identity)
     return sr
 
