@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason
+from service.dicom.store import StoreStatus, store_received, store_received_together
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from tests.factories import make_cr, to_bytes
@@ -68,3 +69,41 @@ def test_database_failure_at_commit_removes_the_placed_file(
     with runtime.session_factory() as session:
         actions = session.scalars(select(AccessLogEntry.action)).all()
     assert "dicom.store" not in actions, "a log row claims a store that did not happen"
+
+
+def received_file(runtime: Runtime, data: bytes) -> ReceivedFile:
+    writer = runtime.archive.writer(len(data) + 1)
+    writer.write(data)
+    return writer.finish()
+
+
+def test_stored_together_means_all_or_none(runtime: Runtime) -> None:
+    kept = make_cr(SOPInstanceUID="1.2.826.0.1.3680043.8.498.901")
+    assert store_received(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=received_file(runtime, to_bytes(kept)),
+    ).ok
+    kept_bytes = runtime.archive.path(archive_files(runtime)[0]).read_bytes()
+    new = make_cr(SOPInstanceUID="1.2.826.0.1.3680043.8.498.902")
+    clash = make_cr(SOPInstanceUID=kept.SOPInstanceUID, PatientName="Other^Content")
+    outcomes = store_received_together(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=[received_file(runtime, to_bytes(new)), received_file(runtime, to_bytes(clash))],
+    )
+    # The second one is refused (same UID, other content), so the first is not kept either.
+    assert [o.status for o in outcomes] == [StoreStatus.FAILED, StoreStatus.FAILED]
+    assert all("already stored with different content" in o.reason for o in outcomes)
+    assert instance_count(runtime) == 1
+    assert len(archive_files(runtime)) == 1
+    assert runtime.archive.path(archive_files(runtime)[0]).read_bytes() == kept_bytes
+    assert list(runtime.archive.incoming.iterdir()) == []
+
+    outcomes = store_received_together(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=[received_file(runtime, to_bytes(new)), received_file(runtime, to_bytes(kept))],
+    )
+    assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.ALREADY_STORED]
+    assert instance_count(runtime) == 2
