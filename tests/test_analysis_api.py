@@ -18,6 +18,8 @@ from pydicom.uid import generate_uid
 
 from service.app import create_app
 from service.auth.roles import Role
+from service.dicom.parse import parse_instance
+from service.dicom.repository import get_instance
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import bearer
@@ -259,6 +261,14 @@ def test_outputs_of_the_rg1_chest_cr_are_valid_and_the_right_size(
     )
     assert Image.open(io.BytesIO(overlay.content)).size == (source.Columns, source.Rows)
     assert np.isfinite([r["probability"] for r in done["regions"]]).all()
+    # The outputs were indexed from the data sets in memory: the metadata is the files'.
+    runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.session_factory() as session:
+        for uid in done["outputs"].values():
+            instance = get_instance(session, uid)
+            assert instance is not None
+            stored = parse_instance(runtime.archive.path(instance.file_path), require_image=False)
+            assert instance.dicom_json == stored.dicom_json, uid
 
 
 def test_overlay_images_missing_on_disk_are_drawn_on_request(

@@ -19,16 +19,19 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from service.dicom.parse import parse_instance
 from service.results.burn_in import CAPTION_BACKGROUND, burn_in_caption, draw_colour_legend
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity, OutputKind
 from service.results.overlays import colormap_lut
 from service.results.parametric_map import (
+    MAX_MAP_SIDE,
     MapQuantity,
     geometry_stand_in,
     map_pixels,
     parametric_map,
 )
+from service.results.resize import fit_within
 from service.results.secondary_capture import caption_lines, secondary_capture
 from service.results.segmentation import probability_segmentation
 from service.results.structured_report import finding_site, structured_report
@@ -405,3 +408,29 @@ def text_values(item: Dataset) -> dict[str, set[str]]:
         for key, values in text_values(child).items():
             out.setdefault(key, set()).update(values)
     return out
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_map_at_the_working_size_gives_the_same_parametric_map(name: str) -> None:
+    # The pipeline hands over maps already shrunk (long side 512): same field, same result.
+    values = map_values(name, MapQuantity.PROBABILITY)
+    small = fit_within(values, MAX_MAP_SIDE)
+    full_size = parametric_map(source(name), values, quantity="probability", identity=identity())
+    shrunk = parametric_map(source(name), small, quantity="probability", identity=identity())
+    assert to_part10_bytes(shrunk) == to_part10_bytes(full_size)
+    with pytest.raises(ValueError, match="scaled-down copy"):
+        parametric_map(source(name), small[:, :-3], quantity="probability", identity=identity())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", SOURCES)
+def test_metadata_from_the_data_set_in_memory_equals_the_file_read_back(
+    name: str, kind: OutputKind, tmp_path: Path
+) -> None:
+    # The analysis files its outputs with the metadata of the data sets it wrote, unread.
+    path = tmp_path / "out.dcm"
+    path.write_bytes(written(name, kind))
+    in_memory = parse_instance(path, require_image=False, dataset=build(name, kind))
+    read_back = parse_instance(path, require_image=False)
+    assert in_memory == read_back
+    assert in_memory.dicom_json == read_back.dicom_json

@@ -84,7 +84,7 @@ def test_stored_together_means_all_or_none(runtime: Runtime) -> None:
         archive=runtime.archive,
         received=received_file(runtime, to_bytes(kept)),
     ).ok
-    kept_bytes = runtime.archive.path(archive_files(runtime)[0]).read_bytes()
+    kept_bytes = archive_files(runtime)[0].read_bytes()
     new = make_cr(SOPInstanceUID="1.2.826.0.1.3680043.8.498.902")
     clash = make_cr(SOPInstanceUID=kept.SOPInstanceUID, PatientName="Other^Content")
     outcomes = store_received_together(
@@ -97,7 +97,7 @@ def test_stored_together_means_all_or_none(runtime: Runtime) -> None:
     assert all("already stored with different content" in o.reason for o in outcomes)
     assert instance_count(runtime) == 1
     assert len(archive_files(runtime)) == 1
-    assert runtime.archive.path(archive_files(runtime)[0]).read_bytes() == kept_bytes
+    assert archive_files(runtime)[0].read_bytes() == kept_bytes
     assert list(runtime.archive.incoming.iterdir()) == []
 
     outcomes = store_received_together(

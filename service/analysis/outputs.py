@@ -85,19 +85,19 @@ def store_outputs(
         objects["gradcam_map"] = parametric_map(
             source, gradcam, quantity="gradcam", identity=identity
         )
-    uids = _file_together(services, job, [to_part10_bytes(ds) for ds in objects.values()])
+    uids = _file_together(services, job, list(objects.values()))
     return dict(zip(objects, uids, strict=True))
 
 
-def _file_together(services: AnalysisServices, job: Job, objects: list[bytes]) -> list[str]:
-    """File Part 10 objects in the archive in one transaction; return their SOP Instance UIDs."""
+def _file_together(services: AnalysisServices, job: Job, objects: list[Dataset]) -> list[str]:
+    """File data sets in the archive in one transaction; return their SOP Instance UIDs."""
     runtime = services.runtime
     received: list[ReceivedFile] = []
     try:
-        for data in objects:
+        for ds in objects:
             writer = runtime.archive.writer(runtime.settings.max_instance_bytes)
             try:
-                writer.write(data)
+                writer.write(to_part10_bytes(ds))
                 received.append(writer.finish())
             except BaseException:
                 writer.abort()
@@ -126,6 +126,7 @@ def _file_together(services: AnalysisServices, job: Job, objects: list[bytes]) -
         received=received,
         require_image=False,
         audit=record,
+        datasets=objects,
     )
     for outcome in outcomes:
         if not outcome.ok:

@@ -87,9 +87,16 @@ class ParsedInstance:
     dicom_json: DicomJson = field(repr=False)
 
 
-def parse_instance(path: Path, *, require_image: bool = True) -> ParsedInstance:
-    """Return the index attributes and metadata of a Part 10 file, or raise InstanceRejected."""
-    ds = read_dataset(path)
+def parse_instance(
+    path: Path, *, require_image: bool = True, dataset: Dataset | None = None
+) -> ParsedInstance:
+    """Return the index attributes and metadata of a Part 10 file, or raise InstanceRejected.
+
+    ``dataset`` is the file's data set when the caller wrote the file from one in memory (the
+    analysis outputs): its values are taken as they are instead of being read back, which for
+    a structured report's thousands of nested elements is most of the cost.
+    """
+    ds = dataset if dataset is not None else read_dataset(path)
     sop_class = _text(ds, "SOPClassUID", 64)
     sop_instance = _text(ds, "SOPInstanceUID", 64)
     _check_uids(ds, sop_class, sop_instance)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydicom.dataset import Dataset
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,15 +99,23 @@ def store_received_together(
     received: Sequence[ReceivedFile],
     require_image: bool = True,
     audit: Audit | None = None,
+    datasets: Sequence[Dataset] | None = None,
 ) -> list[StoreOutcome]:
     """Store files that belong together in one transaction, all or none, and return each
     one's outcome (all failed, with the reason, when one is refused); the files are consumed.
 
     One commit (and one fsync of the database) for the lot: what makes filing an analysis's
-    four result objects cheap.
+    four result objects cheap. ``datasets``, when the caller wrote the files from data sets
+    in memory, are those data sets, in the same order (see ``parse_instance``).
     """
+    if datasets is not None and len(datasets) != len(received):
+        raise ValueError(f"{len(datasets)} data sets for {len(received)} files")
+    in_memory: Sequence[Dataset | None] = datasets or [None] * len(received)
     try:
-        items = [(r, parse_instance(r.path, require_image=require_image)) for r in received]
+        items = [
+            (r, parse_instance(r.path, require_image=require_image, dataset=ds))
+            for r, ds in zip(received, in_memory, strict=True)
+        ]
         return _index_and_file(session_factory, archive, items, audit)
     except InstanceRejected as rejected:
         log.info("ingest.rejected", failure=rejected.code.name, together=len(received))

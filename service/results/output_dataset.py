@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.valuerep import format_number_as_ds
 
 from service.results.output_identity import OutputIdentity
 
@@ -141,6 +142,12 @@ def pin_dimension_organization(ds: Dataset, uid: str) -> None:
         item.DimensionOrganizationUID = uid
     for item in ds.get("DimensionOrganizationSequence", []):
         item.DimensionOrganizationUID = uid
+
+
+def as_decimal_string(value: float) -> float:
+    """Return ``value`` as a Decimal String (DS, at most 16 characters) stores it, so a data
+    set in memory and the file written from it hold the same number."""
+    return float(format_number_as_ds(float(value)))
 
 
 def to_part10_bytes(ds: Dataset) -> bytes:

@@ -20,6 +20,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from service.results.output_dataset import (
+    as_decimal_string,
     copy_anatomy,
     pin_dimension_organization,
     pin_volatile_attributes,
@@ -87,7 +88,11 @@ def parametric_map(
     spacing, spacing_origin = map_pixel_spacing(header)
     row_factor = int(header.Rows) / pixels.shape[0]
     column_factor = int(header.Columns) / pixels.shape[1]
-    spacing = (spacing[0] * row_factor, spacing[1] * column_factor)
+    # As written (a DS holds 16 characters), so the data set in memory is the file's.
+    spacing = (
+        as_decimal_string(spacing[0] * row_factor),
+        as_decimal_string(spacing[1] * column_factor),
+    )
     stand_in = geometry_stand_in(header, spacing)
     stand_in.Rows, stand_in.Columns = pixels.shape
     is_probability = quantity is MapQuantity.PROBABILITY

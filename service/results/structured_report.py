@@ -13,6 +13,7 @@ from pydicom.sr.coding import Code
 
 from service.results.local_codes import LOCAL_SCHEME_ITEM, finding_code
 from service.results.output_dataset import (
+    as_decimal_string,
     pin_volatile_attributes,
     source_header,
     valid_spacing,
@@ -163,7 +164,7 @@ def _group(
     """
     measurement = hd.sr.Measurement(
         name=codes.DCM.Probability,
-        value=float(probability),
+        value=as_decimal_string(probability),  # as stored: the data set in memory is the file's
         unit=codes.UCUM.NoUnits,
         algorithm_id=algorithm,
     )
