@@ -1,22 +1,23 @@
 """The analysis's DICOM objects, filed in the source study as new series.
 
 Their UIDs and bytes depend only on the analysis (id, model, creation time), so a job that
-runs twice files the same objects twice: the archive answers "already stored".
+runs twice files the same objects twice: the archive answers "already stored". The pictures
+(Secondary Capture, Parametric Maps) are built beside the pipeline (``output_pictures``);
+the measurement report here, once the regions are known; all four are filed together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
-from service.analysis.overlay_images import composite_image
-from service.analysis.results_files import OverlayKind
+from service.analysis.output_pictures import Pictures
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
 from service.auth.access_log import record_access
@@ -28,76 +29,73 @@ from service.dicom.store import StoreOutcome, store_received_together
 from service.inference.registry import LoadedModel
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
-from service.results.parametric_map import parametric_map
-from service.results.resize import fit_within
-from service.results.secondary_capture import secondary_capture
 from service.results.structured_report import structured_report
 
 if TYPE_CHECKING:
     from service.analysis.pipeline import Decoded
 
-SC_MAX_SIDE = 1024
 SYSTEM = Principal(user_pk=None, username="system:analysis", role=Role.ADMIN)
 
 
-def store_outputs(
-    services: AnalysisServices,
-    job: Job,
-    decoded: Decoded,
-    *,
-    model: LoadedModel,
-    findings: list[tuple[str, float]],
-    regions: list[tuple[str, float]],
-    probability_map: np.ndarray,
-    gradcam: np.ndarray | None,
-) -> dict[str, str]:
-    """File the Secondary Capture, Parametric Maps and SR; return kind → SOP Instance UID."""
+def output_identity(job: Job, model: LoadedModel) -> OutputIdentity:
+    """Return what names the analysis's outputs: analysis, model, weights, creation time."""
     created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-    identity = OutputIdentity(
+    return OutputIdentity(
         analysis_id=str(job.analysis_id),
         model_name=model.name,
         model_version=model.version,
         weights_sha256=model.sha256,
         created=created,
     )
-    source = decoded.source
-    shown, kind, title = (
-        (gradcam, OverlayKind.GRADCAM, "Grad-CAM")
-        if gradcam is not None
-        else (probability_map, OverlayKind.PROBABILITY, "Probability")
+
+
+@dataclass(frozen=True)
+class Report:
+    dataset: Dataset
+    data: bytes  # Part 10
+
+
+def measurement_report(
+    decoded: Decoded,
+    *,
+    identity: OutputIdentity,
+    findings: list[tuple[str, float]],
+    regions: list[tuple[str, float]],
+) -> Report:
+    """Return the measurement report (Comprehensive SR) and its Part 10 bytes."""
+    report = structured_report(
+        decoded.source, findings=findings, regions=regions, identity=identity
     )
-    # The Secondary Capture adds its own caption (disclaimer, model) below the image. It is a
-    # picture for any PACS viewer: at most 1024 pixels a side is plenty, and 4× lighter.
-    rgb = composite_image(fit_within(decoded.display, SC_MAX_SIDE), shown, kind, caption="")
-    objects: dict[str, Dataset] = {
-        "secondary_capture": secondary_capture(source, rgb, identity=identity, overlay=title),
-        "probability_map": parametric_map(
-            source,
-            np.clip(probability_map, 0.0, 1.0),
-            quantity="probability",
-            identity=identity,
-        ),
-        "measurement_report": structured_report(
-            source, findings=findings, regions=regions, identity=identity
-        ),
+    return Report(report, to_part10_bytes(report))
+
+
+def store_outputs(
+    services: AnalysisServices, job: Job, *, pictures: Pictures, report: Report
+) -> dict[str, str]:
+    """File the pictures and the measurement report together; return output name → SOP
+    Instance UID."""
+    # The report's metadata is taken from it as it is in memory; the pictures' (small
+    # headers, pixels left on disk) are read back from their files.
+    objects: dict[str, tuple[bytes, Dataset | None]] = {
+        name: (data, None) for name, data in pictures.objects.items()
     }
-    if gradcam is not None:
-        objects["gradcam_map"] = parametric_map(
-            source, gradcam, quantity="gradcam", identity=identity
-        )
+    objects["measurement_report"] = (report.data, report.dataset)
     uids = _file_together(services, job, list(objects.values()))
     return dict(zip(objects, uids, strict=True))
 
 
-def _file_together(services: AnalysisServices, job: Job, objects: list[Dataset]) -> list[str]:
-    """File data sets in the archive in one transaction; return their SOP Instance UIDs."""
+def _file_together(
+    services: AnalysisServices, job: Job, objects: list[tuple[bytes, Dataset | None]]
+) -> list[str]:
+    """File Part 10 objects (with their data sets where in memory) in the archive in one
+    transaction; return their SOP Instance UIDs."""
     runtime = services.runtime
     received: list[ReceivedFile] = []
     try:
-        for ds in objects:
+        for data, _dataset in objects:
             writer = runtime.archive.writer(runtime.settings.max_instance_bytes)
             try:
-                writer.write(to_part10_bytes(ds))
+                writer.write(data)
                 received.append(writer.finish())
             except BaseException:
                 writer.abort()
@@ -126,7 +124,7 @@ def _file_together(services: AnalysisServices, job: Job, objects: list[Dataset])
         received=received,
         require_image=False,
         audit=record,
-        datasets=objects,
+        datasets=[dataset for _data, dataset in objects],
     )
     for outcome in outcomes:
         if not outcome.ok:

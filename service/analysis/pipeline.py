@@ -1,6 +1,9 @@
 """The analysis pipeline, one function per stage, each timed:
 
-decode → preprocess → classify → explain → lungs → regions → maps saved → DICOM outputs.
+decode → preprocess → classify → explain → lungs → regions → maps saved → DICOM outputs,
+with the picture outputs (Secondary Capture, Parametric Maps) built in the helper process
+from explain on: their time is ``dicom_pictures_beside``, the time spent waiting for them
+``dicom_pictures_wait``; ``dicom_outputs`` is the filing of all four.
 
 Everything after decoding works on the *working copy*: the display image area-averaged so its
 long side is ``WORKING_SIDE`` (the network sees 256² and its cells are 16 input pixels wide,
@@ -28,7 +31,13 @@ from pydicom.pixels.utils import pixel_array
 
 from service.analysis.forwarding import forward_outputs
 from service.analysis.methods import ExplanationMethod
-from service.analysis.outputs import output_files, store_outputs
+from service.analysis.output_pictures import PictureInputs, build_pictures
+from service.analysis.outputs import (
+    measurement_report,
+    output_files,
+    output_identity,
+    store_outputs,
+)
 from service.analysis.overlay_images import save_overlay_sources
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
@@ -87,12 +96,27 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
     for method in job.methods:
         with timings.stage(f"explain_{method.value}"):
             explanations[method] = explain_map(model, x, geometry, method, label_index)
+    gradcam = explanations.get(ExplanationMethod.GRADCAM)
+    identity = output_identity(job, model)
+    # The picture outputs need only the image and the maps: built beside what follows.
+    pictures = services.helper.submit(
+        build_pictures,
+        PictureInputs.of(
+            decoded.source,
+            decoded.display,
+            probability_map=probability_map,
+            gradcam=gradcam,
+            identity=identity,
+        ),
+    )
     with timings.stage("lungs"):
         lung_labels = lungs(services, working)
     with timings.stage("regions"):
         regions = regions_of(probability_map, lung_labels)
+    findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
+    with timings.stage("measurement_report"):
+        report = measurement_report(decoded, identity=identity, findings=findings, regions=regions)
     bias = None
-    gradcam = explanations.get(ExplanationMethod.GRADCAM)
     if gradcam is not None:
         with timings.stage("bias_audit"):
             bias = audit(
@@ -109,18 +133,11 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
             explanations={m.value: v for m, v in explanations.items()},
             lung_labels=lung_labels,
         )
-    findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
+    with timings.stage("dicom_pictures_wait"):
+        built = pictures()
     with timings.stage("dicom_outputs"):
-        outputs = store_outputs(
-            services,
-            job,
-            decoded,
-            model=model,
-            findings=findings,
-            regions=regions,
-            probability_map=probability_map,
-            gradcam=explanations.get(ExplanationMethod.GRADCAM),
-        )
+        outputs = store_outputs(services, job, pictures=built, report=report)
+    timings.stages_ms["dicom_pictures_beside"] = built.elapsed_ms
     forwarding = None
     if services.runtime.settings.forward_url:
         with timings.stage("forward"):

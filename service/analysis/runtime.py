@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from service.analysis import service
+from service.analysis.helper_process import HelperProcess, shared_helper
 from service.analysis.methods import ExplanationMethod, parse_methods
 from service.analysis.rules import ArrivalRules
 from service.db import session_scope
@@ -28,6 +29,7 @@ class AnalysisServices:
     jobs: JobQueue
     rules: ArrivalRules
     default_methods: tuple[ExplanationMethod, ...]
+    helper: HelperProcess = field(default_factory=shared_helper)
 
     def on_instances_stored(self, outcomes: Sequence[StoreOutcome]) -> None:
         """Queue analyses for newly stored images that match the arrival rules."""

@@ -30,6 +30,7 @@ def start_analysis_services(runtime: Runtime) -> AnalysisServices:
         return InProcessJobs(lambda analysis_id: run_analysis(analysis_id, services))
 
     services = analysis_services(runtime, in_process)
+    services.helper.warm_up()
     for analysis_id in _unfinished(runtime):
         services.jobs.enqueue_analysis(analysis_id)
     return services

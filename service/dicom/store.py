@@ -99,14 +99,15 @@ def store_received_together(
     received: Sequence[ReceivedFile],
     require_image: bool = True,
     audit: Audit | None = None,
-    datasets: Sequence[Dataset] | None = None,
+    datasets: Sequence[Dataset | None] | None = None,
 ) -> list[StoreOutcome]:
     """Store files that belong together in one transaction, all or none, and return each
     one's outcome (all failed, with the reason, when one is refused); the files are consumed.
 
     One commit (and one fsync of the database) for the lot: what makes filing an analysis's
     four result objects cheap. ``datasets``, when the caller wrote the files from data sets
-    in memory, are those data sets, in the same order (see ``parse_instance``).
+    in memory, are those data sets, in the same order, None for a file to read back (see
+    ``parse_instance``).
     """
     if datasets is not None and len(datasets) != len(received):
         raise ValueError(f"{len(datasets)} data sets for {len(received)} files")
