@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -54,3 +58,40 @@ def test_a_daemonic_process_works_inline(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(multiprocessing, "current_process", lambda: SimpleNamespace(daemon=True))
     inline = HelperProcess()
     assert inline.submit(process_id, None)() == os.getpid()
+
+
+HELPER_OWNER = """
+import os, sys, time
+sys.path.insert(0, {repo!r})
+from service.analysis.helper_process import HelperProcess
+from tests.test_helper_process import process_id
+
+if __name__ == "__main__":
+    print(HelperProcess().submit(process_id, None)(), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_owner_leaves_no_helper_behind(tmp_path: Path) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(HELPER_OWNER.format(repo=str(Path(__file__).resolve().parents[1])))
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        helper_pid = int(owner.stdout.readline())
+        assert helper_pid != owner.pid and alive(helper_pid)
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive(helper_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(helper_pid), "the helper outlived the process that started it"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False

@@ -11,7 +11,9 @@ inline instead: slower, never wrong.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +23,7 @@ from service.log_config import get_logger
 
 log = get_logger(__name__)
 
+PARENT_CHECK_SECONDS = 0.5
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -73,7 +76,10 @@ class HelperProcess:
                     self._unavailable = True
                 else:
                     self._pool = ProcessPoolExecutor(
-                        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                        max_workers=1,
+                        mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_leave_with_parent,
+                        initargs=(os.getpid(),),
                     )
             return self._pool
 
@@ -91,6 +97,18 @@ def _inline(fn: Callable[[T], R], argument: T) -> Callable[[], R]:
 
 def _nothing() -> None:
     return None
+
+
+def _leave_with_parent(parent: int) -> None:
+    """In the helper: exit when the process that started it is gone (killed servers must not
+    leave helpers behind; the helper would otherwise wait on its queue for ever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="helper-parent-watch", daemon=True).start()
 
 
 _shared = HelperProcess()
