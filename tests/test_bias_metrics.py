@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from service.audit.bias_metrics import (
+    ImageMarks,
     ImageRegions,
     PeakPlace,
     body_mask,
     border_band,
     fill_with_background,
     heatmap_metrics,
+    image_marks,
     image_regions,
     strongest_outside_hotspot,
 )
@@ -192,3 +196,33 @@ def test_flags_name_their_reason_at_the_thresholds() -> None:
         )
         == []
     )
+
+
+def test_marks_found_beforehand_give_the_same_audit() -> None:
+    # The pipeline finds the marks and the body in its helper process, before the lungs.
+    image = np.zeros((200, 200), dtype=np.uint8)
+    image[40:190, 30:170] = 150  # body
+    image[8:24, 10:14] = 255  # an "L" on the air above the shoulder
+    image[20:24, 10:20] = 255
+    lung_labels = np.zeros(image.shape, dtype=np.uint8)
+    lung_labels[60:160, 45:95], lung_labels[60:160, 105:155] = 1, 2
+    heat = np.zeros(image.shape, dtype=np.float32)
+    heat[10:22, 11:18] = 1.0  # the model looks at the marker
+    marks = image_marks(image)
+    assert len(marks.boxes) == 1 and marks.body[100, 100] and not marks.body[2, 190]
+
+    def audit(found: ImageMarks | None) -> dict[str, Any]:
+        return audit_image(
+            display=image,
+            heatmap=heat,
+            lung_labels=lung_labels,
+            burned_in_attribute="NO",
+            probability=0.9,
+            rescore=lambda _image: 0.2,
+            thresholds=FlagThresholds(),
+            marks=found,
+        )
+
+    found = audit(marks)
+    assert found == audit(None)
+    assert "peak-on-marker" in [flag["code"] for flag in found["flags"]]

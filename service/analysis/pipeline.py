@@ -1,9 +1,11 @@
 """The analysis pipeline, one function per stage, each timed:
 
-decode → preprocess → classify → explain → lungs → regions → maps saved → DICOM outputs,
-with the picture outputs (Secondary Capture, Parametric Maps) built in the helper process
-from explain on: their time is ``dicom_pictures_beside``, the time spent waiting for them
-``dicom_pictures_wait``; ``dicom_outputs`` is the filing of all four.
+decode → preprocess → classify → explain → lungs → regions → measurement report → bias
+audit → maps saved → DICOM outputs filed. From explain on, the helper process works beside
+them on what needs only the image and the maps: the audit's look at the image alone
+(burned-in marks, body), then the picture outputs (Secondary Capture, Parametric Maps). The
+pictures' own time is ``dicom_pictures_beside``, the time spent waiting for them
+``dicom_pictures_wait``; ``dicom_outputs`` is the filing of all four outputs.
 
 Everything after decoding works on the *working copy*: the display image area-averaged so its
 long side is ``WORKING_SIDE`` (the network sees 256² and its cells are 16 input pixels wide,
@@ -41,6 +43,7 @@ from service.analysis.outputs import (
 from service.analysis.overlay_images import save_overlay_sources
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
+from service.audit.bias_metrics import ImageMarks, image_marks
 from service.audit.flags import FlagThresholds
 from service.audit.per_image import audit_image
 from service.dicom.render import display_image
@@ -98,7 +101,9 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
             explanations[method] = explain_map(model, x, geometry, method, label_index)
     gradcam = explanations.get(ExplanationMethod.GRADCAM)
     identity = output_identity(job, model)
-    # The picture outputs need only the image and the maps: built beside what follows.
+    # What needs only the image and the maps is done in the helper process, beside what
+    # follows: the audit's look at the image (marks, body), then the picture outputs.
+    marks = services.helper.submit(image_marks, working) if gradcam is not None else None
     pictures = services.helper.submit(
         build_pictures,
         PictureInputs.of(
@@ -120,7 +125,15 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
     if gradcam is not None:
         with timings.stage("bias_audit"):
             bias = audit(
-                services, model, decoded, working, gradcam, lung_labels, probabilities, label_index
+                services,
+                model,
+                decoded,
+                working,
+                gradcam,
+                lung_labels,
+                probabilities,
+                label_index,
+                marks=None if marks is None else marks(),
             )
     root = services.runtime.settings.results_path
     with timings.stage("save_maps"):
@@ -260,6 +273,7 @@ def audit(
     lung_labels: np.ndarray | None,
     probabilities: np.ndarray,
     label_index: int,
+    marks: ImageMarks | None = None,
 ) -> dict[str, Any]:
     """Return the bias audit of this analysis's raw Grad-CAM (see service.audit).
 
@@ -279,6 +293,7 @@ def audit(
         burned_in_attribute=str(decoded.source.get("BurnedInAnnotation", "")),
         probability=float(probabilities[label_index]),
         rescore=rescore,
+        marks=marks,
         thresholds=FlagThresholds(
             min_relevant_share=settings.audit_min_lung_share,
             max_border_share=settings.audit_max_border_share,

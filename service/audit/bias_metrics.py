@@ -13,7 +13,7 @@ from enum import StrEnum
 import numpy as np
 from scipy import ndimage
 
-from service.audit.burned_in import Box, boxes_mask
+from service.audit.burned_in import Box, boxes_mask, detect_burned_in
 
 BORDER_FRACTION = 0.05
 TOP_FRACTION = 0.05
@@ -81,16 +81,34 @@ def body_mask(display: np.ndarray) -> np.ndarray:
     return filled.astype(bool)
 
 
+@dataclass(frozen=True)
+class ImageMarks:
+    """What the audit finds in an image alone, before heatmap and lungs: candidate burned-in
+    marks and the body. Found in the analysis's helper process, beside the network."""
+
+    boxes: tuple[Box, ...]
+    body: np.ndarray
+
+
+def image_marks(display: np.ndarray) -> ImageMarks:
+    """Return the candidate burned-in marks and the body of a display image."""
+    return ImageMarks(boxes=tuple(detect_burned_in(display)), body=body_mask(display))
+
+
 def image_regions(
-    display: np.ndarray, lungs: np.ndarray | None, boxes: tuple[Box, ...]
+    display: np.ndarray,
+    lungs: np.ndarray | None,
+    boxes: tuple[Box, ...],
+    body: np.ndarray | None = None,
 ) -> ImageRegions:
-    """Return the regions for an image: lungs if given (non-empty), else the body.
+    """Return the regions for an image: lungs if given (non-empty), else the body (``body``,
+    or found here when not given).
 
     A detected box that lies mostly inside the lung fields is not counted as burned-in: a
     small bright compact object there is far more often a finding (a calcified or dense
     nodule) than a label, and calling it a marker would flag the model for looking at it.
     """
-    body = body_mask(display)
+    body = body_mask(display) if body is None else body
     has_lungs = lungs is not None and bool(np.any(lungs))
     relevant = np.asarray(lungs, dtype=bool) if has_lungs else body
     if has_lungs:

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from service.audit.bias_metrics import (
+    ImageMarks,
     PeakPlace,
     fill_with_background,
     heatmap_metrics,
+    image_marks,
     image_regions,
     strongest_outside_hotspot,
 )
-from service.audit.burned_in import detect_burned_in
 from service.audit.flags import FlagThresholds, bias_flags
 
 
@@ -30,11 +31,16 @@ def audit_image(
     thresholds: FlagThresholds,
     lung_finding: bool = True,
     method: str = "gradcam",
+    marks: ImageMarks | None = None,
 ) -> dict[str, Any]:
     """Return the audit of one image's raw heatmap (JSON-ready): where its mass lies, what
-    hiding its strongest hot spot outside the relevant region does, and the flags raised."""
-    boxes = tuple(detect_burned_in(display))
-    regions = image_regions(display, None if lung_labels is None else lung_labels > 0, boxes)
+    hiding its strongest hot spot outside the relevant region does, and the flags raised.
+
+    ``marks`` are the display's marks and body when already found (``image_marks``).
+    """
+    marks = marks or image_marks(display)
+    lungs = None if lung_labels is None else lung_labels > 0
+    regions = image_regions(display, lungs, marks.boxes, marks.body)
     boxes = regions.boxes  # without the ones inside the lungs (see image_regions)
     metrics = heatmap_metrics(heatmap, regions)
     counterfactual: dict[str, float] | None = None
