@@ -143,3 +143,12 @@ def test_text_the_font_cannot_draw_is_replaced() -> None:
     assert printable("Grad-CAM – Müller · 2×2") == "Grad-CAM - Muller · 2x2"
     assert printable("≥ 0.5") == ">= 0.5"
     assert printable("肺") == "?"
+
+
+def test_legend_ticks_read_differently_however_small_the_range() -> None:
+    assert Legend("probability", 0.0, 1.0).tick_labels() == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+    # A faint Grad-CAM (peak 0.02): two decimals would print 0.01 and 0.02 twice each.
+    assert Legend("Grad-CAM", 0.0, 0.02).tick_labels() == [
+        "0.000", "0.005", "0.010", "0.015", "0.020"
+    ]  # fmt: skip
+    assert Legend("Grad-CAM", 0.0, 3.5, number_format="{:.1f}").tick_labels()[-1] == "3.5"

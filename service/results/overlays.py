@@ -178,6 +178,9 @@ def _erode(mask: np.ndarray, steps: int) -> np.ndarray:
     return inner
 
 
+MAX_TICK_DECIMALS = 6
+
+
 @dataclass(frozen=True)
 class Legend:
     """A colour-scale legend: what the colours mean and the numbers to print beside them.
@@ -190,7 +193,7 @@ class Legend:
     vmax: float
     colormap: str = "jet"
     ticks: tuple[float, ...] = ()
-    number_format: str = "{:.2f}"
+    number_format: str | None = None  # None: two decimals, more where ticks would look alike
 
     def tick_values(self) -> tuple[float, ...]:
         """Return the ticks to draw: the given ones inside the range, or five even ones."""
@@ -198,6 +201,19 @@ class Legend:
             return tuple(float(v) for v in np.linspace(self.vmin, self.vmax, 5))
         low, high = sorted((self.vmin, self.vmax))
         return tuple(t for t in self.ticks if low <= t <= high)
+
+    def tick_labels(self) -> list[str]:
+        """Return the ticks' labels: a small Grad-CAM range (0 to 0.02) gets as many decimals
+        as it takes for different ticks to read differently (0.005, not 0.01 twice)."""
+        values = self.tick_values()
+        if self.number_format is not None:
+            return [self.number_format.format(v) for v in values]
+        labels: list[str] = []
+        for decimals in range(2, MAX_TICK_DECIMALS + 1):
+            labels = [f"{v:.{decimals}f}" for v in values]
+            if len(set(labels)) == len(labels):
+                break
+        return labels
 
 
 @dataclass(frozen=True)
@@ -332,7 +348,7 @@ def _draw_legend(canvas: Image.Image, legend: Legend | KeyLegend, layout: _Layou
         body_w = swatch + gap + max((w for _, (w, _, _) in lines), default=0)
         body_h = len(lines) * line_h + max(0, len(lines) - 1) * gap
     else:
-        labels = [legend.number_format.format(v) for v in legend.tick_values()]
+        labels = legend.tick_labels()
         sizes = [_text_size(draw, text, font) for text in labels]
         tick = max(2, layout.bar_width // 3)
         label_w = max((w for w, _, _ in sizes), default=0)
