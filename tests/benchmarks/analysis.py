@@ -144,6 +144,14 @@ def report_latency(rows: list[Analysis]) -> float:
     latencies = [seconds(r.created_at, r.finished_at) * 1000 for r in done if r.finished_at]
     print(f"  end-to-end (request → stored results), n={len(latencies)}:")
     print(f"    p50 {percentile(latencies, 50):8.1f} ms   p95 {percentile(latencies, 95):8.1f} ms")
+    waits = [seconds(r.created_at, r.started_at) * 1000 for r in done if r.started_at]
+    runs = [
+        seconds(r.started_at, r.finished_at) * 1000 for r in done if r.started_at and r.finished_at
+    ]
+    print(
+        f"    of which request → job start p50 {percentile(waits, 50):.1f} ms, "
+        f"job start → results p50 {percentile(runs, 50):.1f} ms"
+    )
     stages: dict[str, list[float]] = {}
     for row in done:
         for stage, ms in (row.results or {}).get("timings_ms", {}).items():
