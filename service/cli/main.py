@@ -1,30 +1,47 @@
-"""``vigil``: serve, ingest, manage users and tokens, migrate, run workers."""
+"""``vigil``: serve, ingest, manage users and tokens, migrate, run workers.
+
+Commands are imported when they run (``--help`` imports them all): serving and ingesting
+import torch, and a process that only starts ``vigil worker`` or that re-imports this module
+(the analysis helper process does, as every ``spawn`` child does with its parent's main)
+should not pay for that.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from service.cli.audit_commands import audit
-from service.cli.db_commands import db
-from service.cli.ingest_command import ingest
-from service.cli.phantom_command import phantom
-from service.cli.serve_command import serve
-from service.cli.train_commands import train
-from service.cli.user_commands import tokens, users
-from service.cli.worker_command import worker
+# Command name → (module, attribute), in the order ``--help`` lists them.
+COMMANDS = {
+    "serve": ("service.cli.serve_command", "serve"),
+    "ingest": ("service.cli.ingest_command", "ingest"),
+    "users": ("service.cli.user_commands", "users"),
+    "tokens": ("service.cli.user_commands", "tokens"),
+    "db": ("service.cli.db_commands", "db"),
+    "worker": ("service.cli.worker_command", "worker"),
+    "phantom": ("service.cli.phantom_command", "phantom"),
+    "train": ("service.cli.train_commands", "train"),
+    "audit": ("service.cli.audit_commands", "audit"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyCommands(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}.{attribute} is not a click command")
+        return command
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Vigil: decision support for medical images. The AI assists; the clinician decides."""
-
-
-cli.add_command(serve)
-cli.add_command(ingest)
-cli.add_command(users)
-cli.add_command(tokens)
-cli.add_command(db)
-cli.add_command(worker)
-cli.add_command(phantom)
-cli.add_command(train)
-cli.add_command(audit)
