@@ -296,6 +296,9 @@ def vigil_server(
         "VIGIL_PORT": str(port),
         "VIGIL_ENVIRONMENT": "development",
         "VIGIL_FSYNC": "true",
+        # The archive alone, as Orthanc is: the benchmark's CR chest PA instances would each
+        # start an analysis on arrival (the shipped model is found) and share the CPU with it.
+        "VIGIL_AUTO_ANALYSE": "false",
     }
     if database_url:
         env["VIGIL_DATABASE_URL"] = database_url
@@ -319,6 +322,7 @@ def vigil_server(
         "fsync(series folder) and of each new parent folder",
         f"index: {index}",
         "commits per instance: 1 (index rows and access-log row together)",
+        "analyses on arrival: off (VIGIL_AUTO_ANALYSE=false)",
         f"server processes: {workers}",
     ]
     log_path = workdir / "vigil.log"
