@@ -19,8 +19,8 @@ from service.review.view_image import (
     NotViewable,
     heatmap_view,
     lungs_view,
-    shrink_map,
     view_image,
+    view_map,
     view_size,
 )
 from tests.factories import make_cr
@@ -82,10 +82,20 @@ def test_colour_images_are_refused_with_a_reason() -> None:
 
 def test_shrink_map_averages_and_keeps_nan_where_all_was_nan() -> None:
     values = np.array([[1, 3, np.nan, np.nan], [5, 7, np.nan, np.nan]], dtype=np.float32)
-    small = shrink_map(values, (2, 1))
+    small = view_map(values, (2, 1))
     assert small[0, 0] == pytest.approx(4.0) and np.isnan(small[0, 1])
     mixed = np.array([[1, np.nan]], dtype=np.float32)
-    assert shrink_map(mixed, (1, 1))[0, 0] == pytest.approx(1.0)  # NaN left out of the mean
+    assert view_map(mixed, (1, 1))[0, 0] == pytest.approx(1.0)  # NaN left out of the mean
+
+
+def test_a_map_smaller_than_the_view_grows_smoothly() -> None:
+    # Maps are kept at 512 a side and views go up to 1024: no 2×2 blocks of equal values.
+    ramp = np.tile(np.linspace(0.0, 1.0, 512, dtype=np.float32), (512, 1))
+    grown = view_map(ramp, (1024, 1024))
+    assert grown.shape == (1024, 1024)
+    steps = np.diff(grown[0, 2:-2])
+    assert (steps > 0).all()  # every column differs from its neighbour
+    assert grown[0, 0] == pytest.approx(0.0, abs=1e-3) and grown[0, -1] == pytest.approx(1.0)
 
 
 def test_the_palette_overlay_matches_the_rgba_heatmap() -> None:

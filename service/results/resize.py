@@ -41,10 +41,16 @@ def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     pixel centres matched when it grows, area average when it shrinks."""
     if values.shape == shape:
         return np.asarray(values, dtype=np.float32)
-    grows = shape[0] * shape[1] > values.shape[0] * values.shape[1]
-    method = Image.Resampling.BILINEAR if grows else Image.Resampling.BOX
+    method = map_resampling(values.shape, shape)
     as_float = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
     return np.asarray(as_float.resize((shape[1], shape[0]), method), dtype=np.float32)
+
+
+def map_resampling(shape: tuple[int, ...], target: tuple[int, int]) -> Image.Resampling:
+    """Return how to resample a map from ``shape`` to ``target`` (rows, columns): bilinear
+    (pixel centres matched) when it grows, area average when it shrinks."""
+    grows = target[0] * target[1] > shape[0] * shape[1]
+    return Image.Resampling.BILINEAR if grows else Image.Resampling.BOX
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

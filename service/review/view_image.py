@@ -32,6 +32,7 @@ from service.results.overlays import (
     heatmap_rgba,
     lungs_rgba,
 )
+from service.results.resize import map_resampling
 
 # About the canvas's size at 1920×1080: the browser draws it 1:1 and fast. Zooming in past
 # this shows the view image enlarged (the full-resolution image is a WADO-RS request away).
@@ -112,19 +113,20 @@ def _window_json(window: Window) -> dict[str, Any]:
     return {"center": window.center, "width": window.width, "function": function.value}
 
 
-def shrink_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Return a float map area-averaged to (width, height); NaN stays NaN where all was NaN."""
+def view_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Return a float map resampled to (width, height): area-averaged when it shrinks,
+    bilinear when it grows (maps are kept at 512 a side; views go up to 1024). NaN stays NaN
+    where all was NaN."""
     values = values.astype(np.float32, copy=False)
     if values.shape[::-1] == size:
         return values
+    method = map_resampling(values.shape, (size[1], size[0]))
     finite = np.isfinite(values)
     if finite.all():  # the usual case: one resize
-        return np.asarray(Image.fromarray(values, mode="F").resize(size, Image.Resampling.BOX))
+        return np.asarray(Image.fromarray(values, mode="F").resize(size, method))
     filled = np.where(finite, values, 0).astype(np.float32)
-    total = np.asarray(Image.fromarray(filled, mode="F").resize(size, Image.Resampling.BOX))
-    share = np.asarray(
-        Image.fromarray(finite.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX)
-    )
+    total = np.asarray(Image.fromarray(filled, mode="F").resize(size, method))
+    share = np.asarray(Image.fromarray(finite.astype(np.float32), mode="F").resize(size, method))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(share > 0, total / share, np.nan).astype(np.float32)
 
@@ -139,7 +141,7 @@ def heatmap_view(
     so 256 palette entries (made by ``heatmap_rgba`` itself, from a ramp of values) hold the
     overlay exactly, in a quarter of the bytes to encode, send and decode of RGBA.
     """
-    scaled = (shrink_map(values, size) - vmin) / (vmax - vmin)
+    scaled = (view_map(values, size) - vmin) / (vmax - vmin)
     index = np.round(np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
     ramp = np.linspace(vmin, vmax, 256, dtype=np.float32)[None, :]
     palette = heatmap_rgba(ramp, vmin=vmin, vmax=vmax, alpha_max=1.0)[0]
