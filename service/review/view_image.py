@@ -32,7 +32,7 @@ from service.results.overlays import (
     heatmap_rgba,
     lungs_rgba,
 )
-from service.results.resize import map_resampling
+from service.results.resize import fitted_shape, map_resampling
 
 # About the canvas's size at 1920×1080: the browser draws it 1:1 and fast. Zooming in past
 # this shows the view image enlarged (the full-resolution image is a WADO-RS request away).
@@ -64,8 +64,8 @@ class ViewImage:
 
 def view_size(rows: int, columns: int, max_side: int = VIEW_MAX_SIDE) -> tuple[int, int]:
     """Return (width, height) of the view: the image scaled down to ``max_side``, never up."""
-    scale = min(1.0, max_side / max(rows, columns))
-    return max(1, round(columns * scale)), max(1, round(rows * scale))
+    fitted_rows, fitted_columns = fitted_shape((rows, columns), max_side)
+    return fitted_columns, fitted_rows
 
 
 def view_image(ds: Dataset, max_side: int = VIEW_MAX_SIDE) -> ViewImage:
