@@ -287,3 +287,40 @@ def test_overlay_images_missing_on_disk_are_drawn_on_request(
     )
     assert response.status_code == 200
     assert (folder / "composite-gradcam.png").is_file()
+
+
+def test_outputs_over_the_size_limit_fail_the_analysis_with_the_reason_and_leave_no_files(
+    analysis_settings: Settings, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    # The pictures are prepared in the helper process, the report here: either way a refused
+    # object fails the analysis with the archive's reason, and no prepared file is left.
+    small = analysis_settings.model_copy(update={"max_instance_bytes": 30_000})
+    with TestClient(create_app(small)) as client:
+        ds = make_cr(rows=96, columns=80)
+        assert stow(client, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
+        [queued] = analyses_of(client, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+        result = wait_done(client, tokens[Role.CLINICIAN], queued["id"])
+    assert result["status"] == "failed"
+    assert "could not be filed" in result["failure_reason"]
+    assert "over the limit of 30000 bytes" in result["failure_reason"]
+    assert list(runtime.archive.incoming.iterdir()) == []
+    stored = list(runtime.archive.root.rglob("*.dcm"))
+    assert [p.stem for p in stored] == [ds.SOPInstanceUID]  # the source image alone
+
+
+def test_an_analysis_that_stops_before_filing_leaves_no_prepared_files(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.analysis import outputs
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the report could not be built")
+
+    monkeypatch.setattr(outputs, "structured_report", broken)
+    ds = make_cr(rows=96, columns=80)
+    assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
+    [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    assert result["status"] == "failed" and "internal error" in result["failure_reason"]
+    assert list(runtime.archive.incoming.iterdir()) == []  # the helper's pictures discarded
+    assert [p.stem for p in runtime.archive.root.rglob("*.dcm")] == [ds.SOPInstanceUID]

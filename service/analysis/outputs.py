@@ -2,30 +2,29 @@
 
 Their UIDs and bytes depend only on the analysis (id, model, creation time), so a job that
 runs twice files the same objects twice: the archive answers "already stored". The pictures
-(Secondary Capture, Parametric Maps) are built beside the pipeline (``output_pictures``);
-the measurement report here, once the regions are known; all four are filed together.
+are built and prepared for filing in ``output_pictures`` (in the helper process), the
+measurement report here once the regions are known; all four are filed together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session
 
-from service.analysis.output_pictures import Pictures
+from service.analysis.prepared_files import IncomingPlace, PreparedObject, prepare
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
 from service.auth.access_log import record_access
 from service.auth.roles import Role
 from service.auth.service import Principal
 from service.dicom import repository as archive_repository
-from service.dicom.archive import ReceivedFile
-from service.dicom.store import StoreOutcome, store_received_together
+from service.dicom.failure import InstanceRejected
+from service.dicom.store import StoreOutcome, store_parsed_together
+from service.errors import PayloadTooLarge
 from service.inference.registry import LoadedModel
 from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
@@ -49,61 +48,41 @@ def output_identity(job: Job, model: LoadedModel) -> OutputIdentity:
     )
 
 
-@dataclass(frozen=True)
-class Report:
-    dataset: Dataset
-    data: bytes  # Part 10
+def incoming_place(services: AnalysisServices) -> IncomingPlace:
+    """Return where the helper process prepares result files (this archive's incoming)."""
+    archive, settings = services.runtime.archive, services.runtime.settings
+    return IncomingPlace(archive.root, archive.fsync, settings.max_instance_bytes)
 
 
 def measurement_report(
+    services: AnalysisServices,
     decoded: Decoded,
     *,
     identity: OutputIdentity,
     findings: list[tuple[str, float]],
     regions: list[tuple[str, float]],
-) -> Report:
-    """Return the measurement report (Comprehensive SR) and its Part 10 bytes."""
+) -> PreparedObject:
+    """Return the measurement report (Comprehensive SR), prepared for filing."""
     report = structured_report(
         decoded.source, findings=findings, regions=regions, identity=identity
     )
-    return Report(report, to_part10_bytes(report))
+    runtime = services.runtime
+    try:
+        return prepare(
+            runtime.archive, runtime.settings.max_instance_bytes, to_part10_bytes(report), report
+        )
+    except InstanceRejected as exc:
+        raise AnalysisFailed(f"a result object could not be filed: {exc.reason}") from exc
+    except PayloadTooLarge as exc:
+        raise AnalysisFailed(f"a result object could not be filed: {exc.message}") from exc
 
 
 def store_outputs(
-    services: AnalysisServices, job: Job, *, pictures: Pictures, report: Report
+    services: AnalysisServices, job: Job, objects: Mapping[str, PreparedObject]
 ) -> dict[str, str]:
-    """File the pictures and the measurement report together; return output name → SOP
-    Instance UID."""
-    # The report's metadata is taken from it as it is in memory; the pictures' (small
-    # headers, pixels left on disk) are read back from their files.
-    objects: dict[str, tuple[bytes, Dataset | None]] = {
-        name: (data, None) for name, data in pictures.objects.items()
-    }
-    objects["measurement_report"] = (report.data, report.dataset)
-    uids = _file_together(services, job, list(objects.values()))
-    return dict(zip(objects, uids, strict=True))
-
-
-def _file_together(
-    services: AnalysisServices, job: Job, objects: list[tuple[bytes, Dataset | None]]
-) -> list[str]:
-    """File Part 10 objects (with their data sets where in memory) in the archive in one
-    transaction; return their SOP Instance UIDs."""
+    """File prepared result objects in the archive in one transaction (all or none, with
+    their access-log rows); return output name → SOP Instance UID. The files are consumed."""
     runtime = services.runtime
-    received: list[ReceivedFile] = []
-    try:
-        for data, _dataset in objects:
-            writer = runtime.archive.writer(runtime.settings.max_instance_bytes)
-            try:
-                writer.write(data)
-                received.append(writer.finish())
-            except BaseException:
-                writer.abort()
-                raise
-    except BaseException:
-        for r in received:
-            r.path.unlink(missing_ok=True)
-        raise
 
     def record(session: Session, outcome: StoreOutcome) -> None:
         record_access(
@@ -118,18 +97,16 @@ def _file_together(
             sop_instance_uid=outcome.sop_instance_uid,
         )
 
-    outcomes = store_received_together(
+    outcomes = store_parsed_together(
         session_factory=runtime.session_factory,
         archive=runtime.archive,
-        received=received,
-        require_image=False,
+        items=[(o.received, o.parsed) for o in objects.values()],
         audit=record,
-        datasets=[dataset for _data, dataset in objects],
     )
     for outcome in outcomes:
         if not outcome.ok:
             raise AnalysisFailed(f"a result object could not be filed: {outcome.reason}")
-    return [outcome.sop_instance_uid for outcome in outcomes]
+    return {name: outcome.sop_instance_uid for name, outcome in zip(objects, outcomes, strict=True)}
 
 
 def output_files(services: AnalysisServices, sop_instance_uids: Iterable[str]) -> list[Path]:

@@ -51,30 +51,23 @@ def overlay_caption(model_name: str, model_version: str, disclaimer: str) -> str
     return f"{model_name} {model_version} · {disclaimer}".strip(" ·")
 
 
-def save_overlay_sources(
-    root: Path,
-    analysis_id: uuid.UUID,
-    display: np.ndarray,
-    *,
-    probability_map: np.ndarray,
-    explanations: dict[str, np.ndarray],
-    lung_labels: np.ndarray | None,
-) -> list[str]:
-    """Save what the overlays are drawn from; return the overlay kinds that can be drawn."""
-    save_array(raw_map_path(root, analysis_id, _DISPLAY), display)
-    kinds = [OverlayKind.PROBABILITY.value]
-    save_map(raw_map_path(root, analysis_id, OverlayKind.PROBABILITY.value), probability_map)
-    for name, values in explanations.items():
-        save_map(raw_map_path(root, analysis_id, name), values)
-        kinds.append(name)
-    if lung_labels is not None:
-        np.save(
-            raw_map_path(root, analysis_id, OverlayKind.LUNGS.value),
-            lung_labels,
-            allow_pickle=False,
-        )
-        kinds.append(OverlayKind.LUNGS.value)
-    return kinds
+def save_display(root: Path, analysis_id: uuid.UUID, display: np.ndarray) -> Path:
+    """Save the display image the overlays are drawn on; return its path (the helper process
+    reads it from there to make the Secondary Capture: no megabytes through a pipe)."""
+    path = raw_map_path(root, analysis_id, _DISPLAY)
+    save_array(path, display)
+    return path
+
+
+def save_maps(
+    root: Path, analysis_id: uuid.UUID, maps: dict[OverlayKind, np.ndarray]
+) -> dict[OverlayKind, Path]:
+    """Save float maps the overlays are drawn from (the probability map, explanations);
+    return where each is."""
+    paths = {kind: raw_map_path(root, analysis_id, kind.value) for kind in maps}
+    for kind, values in maps.items():
+        save_map(paths[kind], values)
+    return paths
 
 
 def overlay_png(

@@ -1,11 +1,15 @@
 """The analysis pipeline, one function per stage, each timed:
 
-decode → preprocess → classify → explain → lungs → regions → measurement report → bias
-audit → maps saved → DICOM outputs filed. From explain on, the helper process works beside
-them on what needs only the image and the maps: the audit's look at the image alone
-(burned-in marks, body), then the picture outputs (Secondary Capture, Parametric Maps). The
-pictures' own time is ``dicom_pictures_beside``, the time spent waiting for them
-``dicom_pictures_wait``; ``dicom_outputs`` is the filing of all four outputs.
+decode → preprocess → classify → explain → maps saved → burned-in marks → lungs → regions →
+measurement report → bias audit → DICOM outputs filed. The helper process (the second core)
+works beside them on what needs only the image and the maps: the lung fields, from as soon
+as the working copy exists, while the classifier and the explanations run here; then the
+picture outputs (Secondary Capture, Parametric Maps), which it also writes and parses ready
+for filing. A stage done in the helper has its own time as ``<stage>_beside`` and the time
+spent waiting for it as ``<stage>_wait``; ``dicom_outputs`` is the filing of all four
+outputs, in one transaction. What crosses to the helper and back is small (paths of the
+saved display image and maps, of the prepared files): megabytes through a pipe are slow
+while this process's thread holds the GIL.
 
 Everything after decoding works on the *working copy*: the display image area-averaged so its
 long side is ``WORKING_SIDE`` (the network sees 256² and its cells are 16 input pixels wide,
@@ -19,9 +23,10 @@ one set of results.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,15 +37,24 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
 from service.analysis.forwarding import forward_outputs
+from service.analysis.lung_fields import LungResult, start_lung_fields
 from service.analysis.methods import ExplanationMethod
-from service.analysis.output_pictures import PictureInputs, build_pictures
+from service.analysis.output_pictures import (
+    PictureInputs,
+    Pictures,
+    PicturesFailed,
+    build_pictures,
+)
 from service.analysis.outputs import (
+    incoming_place,
     measurement_report,
     output_files,
     output_identity,
     store_outputs,
 )
-from service.analysis.overlay_images import save_overlay_sources
+from service.analysis.overlay_images import save_display, save_maps
+from service.analysis.prepared_files import PreparedObject, discard
+from service.analysis.results_files import OverlayKind, raw_map_path
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
 from service.audit.bias_metrics import ImageMarks, image_marks
@@ -50,11 +64,11 @@ from service.dicom.render import display_image
 from service.inference.errors import ModelUnavailable
 from service.inference.explain import ExplainMethod, explain
 from service.inference.geometry import InputGeometry, ResizeMode
-from service.inference.lungs import segment_lungs, split_lungs
 from service.inference.region_classifier import RegionOutput
 from service.inference.registry import LoadedModel, ModelKind
 from service.log_config import get_logger
-from service.results.regions import grid_regions, lung_label_map, lung_zones, region_table
+from service.results.output_dataset import source_header
+from service.results.regions import grid_regions, lung_zones, region_table
 from service.results.resize import fit_within
 
 log = get_logger(__name__)
@@ -87,10 +101,18 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
     """Run every stage for one image and return the results to store with the analysis."""
     timings = Timings()
     model = _classifier(services, job)
+    root = services.runtime.settings.results_path
     with timings.stage("decode"):
         decoded = decode(job)
+    with timings.stage("save_display"):  # overlays are drawn on it; the helper reads it
+        display_path = save_display(root, job.analysis_id, decoded.display)
     with timings.stage("preprocess"):
         working = fit_within(decoded.display, WORKING_SIDE)
+        # The lung fields need only the working copy: the helper process segments them on the
+        # second core while the classifier and the explanations run here.
+        lung_job = start_lungs(
+            services, working, raw_map_path(root, job.analysis_id, OverlayKind.LUNGS.value)
+        )
         x, geometry = preprocess(model, working)
     with timings.stage("classify"):
         probabilities, probability_map = classify(model, x, geometry)
@@ -101,56 +123,75 @@ def analyse(job: Job, services: AnalysisServices) -> dict[str, Any]:
             explanations[method] = explain_map(model, x, geometry, method, label_index)
     gradcam = explanations.get(ExplanationMethod.GRADCAM)
     identity = output_identity(job, model)
-    # What needs only the image and the maps is done in the helper process, beside what
-    # follows: the audit's look at the image (marks, body), then the picture outputs.
-    marks = services.helper.submit(image_marks, working) if gradcam is not None else None
-    pictures = services.helper.submit(
-        build_pictures,
-        PictureInputs.of(
-            decoded.source,
-            decoded.display,
-            probability_map=probability_map,
-            gradcam=gradcam,
-            identity=identity,
-        ),
-    )
-    with timings.stage("lungs"):
-        lung_labels = lungs(services, working)
-    with timings.stage("regions"):
-        regions = regions_of(probability_map, lung_labels)
-    findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
-    with timings.stage("measurement_report"):
-        report = measurement_report(decoded, identity=identity, findings=findings, regions=regions)
-    bias = None
-    if gradcam is not None:
-        with timings.stage("bias_audit"):
-            bias = audit(
-                services,
-                model,
-                decoded,
-                working,
-                gradcam,
-                lung_labels,
-                probabilities,
-                label_index,
-                marks=None if marks is None else marks(),
-            )
-    root = services.runtime.settings.results_path
     with timings.stage("save_maps"):
         # Overlay images are drawn from these after the results are stored (or on first view).
-        overlays = save_overlay_sources(
+        map_paths = save_maps(
             root,
             job.analysis_id,
-            decoded.display,
-            probability_map=probability_map,
-            explanations={m.value: v for m, v in explanations.items()},
-            lung_labels=lung_labels,
+            {
+                OverlayKind.PROBABILITY: probability_map,
+                **{OverlayKind(m.value): v for m, v in explanations.items()},
+            },
         )
-    with timings.stage("dicom_pictures_wait"):
-        built = pictures()
-    with timings.stage("dicom_outputs"):
-        outputs = store_outputs(services, job, pictures=built, report=report)
-    timings.stages_ms["dicom_pictures_beside"] = built.elapsed_ms
+    # The pictures (Secondary Capture, Parametric Maps) need only the image and the maps:
+    # the helper builds them and prepares their files once it has the lungs.
+    pictures_job = services.helper.submit(
+        build_pictures,
+        PictureInputs(
+            header=source_header(decoded.source),
+            display=display_path,
+            probability_map=map_paths[OverlayKind.PROBABILITY],
+            gradcam=map_paths.get(OverlayKind.GRADCAM),
+            identity=identity,
+            place=incoming_place(services),
+        ),
+    )
+    report: PreparedObject | None = None
+    pictures: Pictures | None = None
+    try:
+        marks = None
+        if gradcam is not None:
+            with timings.stage("image_marks"):  # the audit's look at the image alone
+                marks = image_marks(working)
+        with timings.stage("lungs_wait"):
+            lung_result = lung_job() if lung_job is not None else None
+        lung_labels = lung_result.labels if lung_result is not None else None
+        if lung_result is not None:
+            timings.stages_ms["lungs_beside"] = lung_result.elapsed_ms
+        with timings.stage("regions"):
+            regions = regions_of(probability_map, lung_labels)
+        findings = [(label, float(p)) for label, p in zip(model.labels, probabilities, strict=True)]
+        with timings.stage("measurement_report"):
+            report = measurement_report(
+                services, decoded, identity=identity, findings=findings, regions=regions
+            )
+        bias = None
+        if gradcam is not None:
+            with timings.stage("bias_audit"):
+                bias = audit(
+                    services,
+                    model,
+                    decoded,
+                    working,
+                    gradcam,
+                    lung_labels,
+                    probabilities,
+                    label_index,
+                    marks,
+                )
+        with timings.stage("dicom_pictures_wait"):
+            pictures = wait_for_pictures(pictures_job)
+        timings.stages_ms["dicom_pictures_beside"] = pictures.elapsed_ms
+        with timings.stage("dicom_outputs"):
+            outputs = store_outputs(
+                services, job, {**pictures.objects, "measurement_report": report}
+            )
+    except BaseException:
+        discard_unfiled(report, pictures, pictures_job)
+        raise
+    overlays = [kind.value for kind in map_paths]
+    if lung_labels is not None:  # saved where the overlay is drawn from
+        overlays.append(OverlayKind.LUNGS.value)
     forwarding = None
     if services.runtime.settings.forward_url:
         with timings.stage("forward"):
@@ -241,17 +282,41 @@ def explain_map(
     return geometry.to_original(values.reshape(geometry.input_shape))
 
 
-def lungs(services: AnalysisServices, working: np.ndarray) -> np.ndarray | None:
-    """Return lung labels (1 right, 2 left) at the working copy's size, or None without both."""
+def wait_for_pictures(pictures_job: Callable[[], Pictures]) -> Pictures:
+    """Return the helper's prepared pictures; a picture that cannot be filed fails the
+    analysis with the archive's reason."""
+    try:
+        return pictures_job()
+    except PicturesFailed as exc:
+        raise AnalysisFailed(f"a result object could not be filed: {exc}") from exc
+
+
+def discard_unfiled(
+    report: PreparedObject | None,
+    pictures: Pictures | None,
+    pictures_job: Callable[[], Pictures],
+) -> None:
+    """Remove the prepared files of an analysis that stopped before filing them (waiting for
+    the helper's, which it writes whatever happens here)."""
+    if pictures is None:
+        try:
+            pictures = pictures_job()
+        except Exception:  # noqa: BLE001 - it failed too: it left no files
+            pictures = None
+    discard([*([report] if report else []), *(pictures.objects.values() if pictures else [])])
+
+
+def start_lungs(
+    services: AnalysisServices, working: np.ndarray, save_to: Path
+) -> Callable[[], LungResult] | None:
+    """Start the lung-field stage in the helper (labels saved to ``save_to``); None when
+    there is no lung model."""
     try:
         model = services.models.get(services.runtime.settings.lung_model)
     except ModelUnavailable as exc:
         log.info("analysis.no_lung_model", reason=exc.message)
         return None
-    fields = split_lungs(segment_lungs(model, working.astype(np.float32)))
-    if not fields.right.any() or not fields.left.any():
-        return None
-    return lung_label_map(fields.right, fields.left)
+    return start_lung_fields(services.helper, model, working, save_to)
 
 
 def regions_of(
@@ -273,7 +338,7 @@ def audit(
     lung_labels: np.ndarray | None,
     probabilities: np.ndarray,
     label_index: int,
-    marks: ImageMarks | None = None,
+    marks: ImageMarks | None,
 ) -> dict[str, Any]:
     """Return the bias audit of this analysis's raw Grad-CAM (see service.audit).
 

@@ -6,9 +6,11 @@ import uuid
 
 from sqlalchemy import select
 
+from service.analysis import lung_fields
 from service.analysis.runtime import AnalysisServices, analysis_services
 from service.analysis.tasks import run_analysis
 from service.db import session_scope
+from service.inference.errors import ModelUnavailable
 from service.log_config import get_logger
 from service.orm import Analysis, AnalysisStatus
 from service.runtime import Runtime
@@ -31,6 +33,7 @@ def start_analysis_services(runtime: Runtime) -> AnalysisServices:
 
     services = analysis_services(runtime, in_process)
     services.helper.warm_up()
+    _warm_up_lungs(services)
     for analysis_id in _unfinished(runtime):
         services.jobs.enqueue_analysis(analysis_id)
     return services
@@ -43,6 +46,14 @@ def queue_only_analysis_services(runtime: Runtime) -> AnalysisServices:
         celery = create_celery(runtime.settings)
         return analysis_services(runtime, lambda _services: CeleryJobs(celery))
     return analysis_services(runtime)
+
+
+def _warm_up_lungs(services: AnalysisServices) -> None:
+    try:
+        model = services.models.get(services.runtime.settings.lung_model)
+    except ModelUnavailable:
+        return  # analyses go on with a grid of regions; the pipeline says so
+    lung_fields.warm_up(services.helper, model)
 
 
 def _unfinished(runtime: Runtime) -> list[uuid.UUID]:

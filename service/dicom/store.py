@@ -117,21 +117,44 @@ def store_received_together(
             (r, parse_instance(r.path, require_image=require_image, dataset=ds))
             for r, ds in zip(received, in_memory, strict=True)
         ]
-        return _index_and_file(session_factory, archive, items, audit)
     except InstanceRejected as rejected:
-        log.info("ingest.rejected", failure=rejected.code.name, together=len(received))
-        return [
-            StoreOutcome(
-                StoreStatus.FAILED,
-                sop_class_uid=rejected.sop_class_uid,
-                sop_instance_uid=rejected.sop_instance_uid,
-                reason=rejected.reason,
-                failure=rejected.code,
-            )
-        ] * len(received)
-    finally:
         for r in received:
             r.path.unlink(missing_ok=True)
+        return _all_failed(rejected, len(received))
+    return store_parsed_together(
+        session_factory=session_factory, archive=archive, items=items, audit=audit
+    )
+
+
+def store_parsed_together(
+    *,
+    session_factory: sessionmaker[Session],
+    archive: Archive,
+    items: Sequence[tuple[ReceivedFile, ParsedInstance]],
+    audit: Audit | None = None,
+) -> list[StoreOutcome]:
+    """Store files already parsed (``parse_instance``) in one transaction, all or none, as
+    ``store_received_together`` does; the files are consumed."""
+    try:
+        return _index_and_file(session_factory, archive, items, audit)
+    except InstanceRejected as rejected:
+        return _all_failed(rejected, len(items))
+    finally:
+        for r, _parsed in items:
+            r.path.unlink(missing_ok=True)
+
+
+def _all_failed(rejected: InstanceRejected, count: int) -> list[StoreOutcome]:
+    log.info("ingest.rejected", failure=rejected.code.name, together=count)
+    return [
+        StoreOutcome(
+            StoreStatus.FAILED,
+            sop_class_uid=rejected.sop_class_uid,
+            sop_instance_uid=rejected.sop_instance_uid,
+            reason=rejected.reason,
+            failure=rejected.code,
+        )
+    ] * count
 
 
 def _index_and_file(

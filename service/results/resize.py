@@ -31,9 +31,17 @@ def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
         return image
     size = (columns, rows)
     if image.dtype == np.uint8:
-        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-    as_float = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(as_float.resize(size, Image.Resampling.BOX), dtype=np.float32)
+        picture = Image.fromarray(image)
+    else:
+        picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    factor = image.shape[0] // rows
+    if image.shape == (rows * factor, columns * factor):
+        # A whole factor (a 2048² image to 512²): Pillow's block reduction, the same average
+        # in a third of the time (8-bit values may round the other way by one).
+        shrunk = picture.reduce(factor)
+    else:
+        shrunk = picture.resize(size, Image.Resampling.BOX)
+    return np.asarray(shrunk, dtype=np.uint8 if image.dtype == np.uint8 else np.float32)
 
 
 def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
