@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage
 
-from service.audit.burned_in import Box, boxes_mask, detect_burned_in, parse_box
+from service.audit.burned_in import Box, boxes_mask, detect_burned_in, median_filter, parse_box
 from service.dicom.render import display_image
 from service.training.phantom.generator import PhantomOptions, generate
 
@@ -52,3 +53,15 @@ def test_markers_and_site_labels_are_found_where_the_manifest_says(tmp_path: Pat
                 missed += 1
     assert found >= 8, "the phantoms should hold markers and labels to find"
     assert found / (found + missed) >= 0.9
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+@pytest.mark.parametrize("shape", [(128, 128), (96, 130), (4, 9)])
+def test_median_filter_is_scipys(size: int, shape: tuple[int, int]) -> None:
+    image = np.random.default_rng(size).integers(0, 256, shape).astype(np.float32)
+    assert np.array_equal(median_filter(image, size), ndimage.median_filter(image, size=size))
+
+
+def test_median_filter_needs_an_odd_size() -> None:
+    with pytest.raises(ValueError, match="odd size"):
+        median_filter(np.zeros((8, 8), np.float32), 4)

@@ -84,7 +84,7 @@ def body_mask(display: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class ImageMarks:
     """What the audit finds in an image alone, before heatmap and lungs: candidate burned-in
-    marks and the body. Found in the analysis's helper process, beside the network."""
+    marks and the body. The pipeline finds them while the helper segments the lungs."""
 
     boxes: tuple[Box, ...]
     body: np.ndarray
