@@ -185,3 +185,42 @@ def test_render_a_synthetic_cr_end_to_end() -> None:
 def test_instance_without_pixels_is_not_renderable() -> None:
     with pytest.raises(NotAcceptable, match="no pixel data"):
         render.render(grayscale(), frame_index=0, options=RenderOptions())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "slope", "intercept", "window", "photometric"),
+    [
+        (np.uint16, 1.0, 0.0, Window(1910, 2661, VoiFunction.LINEAR), "MONOCHROME2"),
+        (np.uint16, 1.0, 0.0, Window(15000, 30000, VoiFunction.LINEAR), "MONOCHROME1"),
+        (np.int16, 0.5, -1024.0, Window(40, 400, VoiFunction.LINEAR_EXACT), "MONOCHROME2"),
+        (np.int16, 1.0, 0.0, Window(0, 1, VoiFunction.LINEAR), "MONOCHROME2"),
+        (np.uint16, 2.0, 10.0, Window(3000, 900, VoiFunction.SIGMOID), "MONOCHROME2"),
+        (np.uint8, 1.0, 0.0, Window(100, 60, VoiFunction.LINEAR), "MONOCHROME1"),
+    ],
+)
+def test_large_images_are_windowed_through_a_table_with_the_same_result(
+    dtype: type[np.integer],
+    slope: float,
+    intercept: float,
+    window: Window,
+    photometric: str,
+) -> None:
+    # A 2k radiograph has far more pixels than values: the window is computed once per value.
+    info = np.iinfo(dtype)
+    pixels = np.random.default_rng(3).integers(info.min, info.max, (600, 500), endpoint=True)
+    pixels = pixels.astype(dtype)
+    ds = make_cr(rows=8, columns=8)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PhotometricInterpretation = photometric
+    assert render._tabulable(ds, pixels)
+    direct = render.apply_window(render.modality_values(ds, pixels), window)
+    if photometric == "MONOCHROME1":
+        direct = 255 - direct
+    assert np.array_equal(render.grayscale_display(ds, pixels, window), direct)
+
+
+def test_small_or_wide_or_byte_swapped_pixels_are_windowed_directly() -> None:
+    ds = make_cr(rows=8, columns=8)
+    assert not render._tabulable(ds, np.zeros((64, 64), np.uint16))  # fewer pixels than values
+    assert not render._tabulable(ds, np.zeros((600, 500), np.uint32))
+    assert not render._tabulable(ds, np.zeros((600, 500), ">u2"))

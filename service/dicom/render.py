@@ -188,18 +188,48 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 
 def grayscale_display(ds: Dataset, pixels: np.ndarray, window: Window | None) -> np.ndarray:
     """Return an 8-bit display image of a grayscale frame, bright meaning white."""
-    values = modality_values(ds, pixels)
     chosen = window or file_window(ds)
-    if chosen is not None:
-        out = apply_window(values, chosen)
-    elif ds.get("VOILUTSequence"):
-        out = _apply_file_voi_lut(ds, values)
+    if chosen is not None and _tabulable(ds, pixels):
+        out = _windowed_by_table(ds, pixels, chosen)
     else:
-        out = apply_window(values, computed_window(values))
+        out = _windowed(ds, modality_values(ds, pixels), chosen)
     if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         # MONOCHROME1: the minimum value is white. Invert so the image looks as on a viewer.
         out = np.subtract(np.uint8(255), out)
     return out
+
+
+def _tabulable(ds: Dataset, pixels: np.ndarray) -> bool:
+    """Return whether every stored value can be mapped through a table of all of them: 8 or
+    16-bit integers, a rescale (not a Modality LUT), and far more pixels than values."""
+    return (
+        pixels.dtype.kind in "iu"
+        and pixels.dtype.isnative
+        and pixels.dtype.itemsize <= 2
+        and "ModalityLUTSequence" not in ds
+        and pixels.size >= 4 * 2 ** (8 * pixels.dtype.itemsize)
+    )
+
+
+def _windowed_by_table(ds: Dataset, pixels: np.ndarray, window: Window) -> np.ndarray:
+    """Return ``apply_window(modality_values(ds, pixels), window)``, computed once for every
+    value the pixels' type can hold and looked up (the same numbers, a fraction of the time
+    for a 2k radiograph)."""
+    unsigned = np.dtype(f"u{pixels.dtype.itemsize}")
+    every_value = np.arange(2 ** (8 * pixels.dtype.itemsize), dtype=unsigned)
+    table = apply_window(modality_values(ds, every_value.view(pixels.dtype)), window)
+    looked_up: np.ndarray = table[pixels.view(unsigned)]
+    return looked_up
+
+
+def _windowed(ds: Dataset, values: np.ndarray, chosen: Window | None) -> np.ndarray:
+    """Return modality values mapped to 0..255 by a window, the file's VOI LUT, or a window
+    computed from the values."""
+    if chosen is not None:
+        return apply_window(values, chosen)
+    if ds.get("VOILUTSequence"):
+        return _apply_file_voi_lut(ds, values)
+    return apply_window(values, computed_window(values))
 
 
 def colour_display(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
