@@ -60,6 +60,25 @@ def test_a_daemonic_process_works_inline(monkeypatch: pytest.MonkeyPatch) -> Non
     assert inline.submit(process_id, None)() == os.getpid()
 
 
+def test_inline_work_cancelled_before_it_is_asked_for_never_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: SimpleNamespace(daemon=True))
+    ran: list[str] = []
+    pending = HelperProcess().submit(ran.append, "ran")
+    assert pending.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        pending()
+    assert ran == []
+
+
+def test_work_the_helper_has_done_cannot_be_cancelled(helper: HelperProcess) -> None:
+    pending = helper.submit(process_id, None)
+    helper_pid = pending()
+    assert not pending.cancel()
+    assert pending() == helper_pid
+
+
 HELPER_OWNER = """
 import os, sys, time
 sys.path.insert(0, {repo!r})

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from service.log_config import get_logger
 
@@ -26,6 +26,7 @@ log = get_logger(__name__)
 PARENT_CHECK_SECONDS = 0.5
 T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class HelperProcess:
@@ -36,25 +37,17 @@ class HelperProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._unavailable = False
 
-    def submit(self, fn: Callable[[T], R], argument: T) -> Callable[[], R]:
-        """Start ``fn(argument)`` and return a function that waits for its result."""
+    def submit(self, fn: Callable[[T], R], argument: T) -> Pending[R]:
+        """Start ``fn(argument)``; calling what it returns waits for the result."""
         pool = self._running_pool()
         if pool is None:
-            return _inline(fn, argument)
+            return _Inline(fn, argument)
         try:
             future: Future[R] = pool.submit(fn, argument)
         except (BrokenProcessPool, RuntimeError) as exc:
             self._discard(pool, exc)
-            return _inline(fn, argument)
-
-        def result() -> R:
-            try:
-                return future.result()
-            except BrokenProcessPool as exc:
-                self._discard(pool, exc)
-                return fn(argument)
-
-        return result
+            return _Inline(fn, argument)
+        return _InHelper(self, pool, future, fn, argument)
 
     def warm_up(self) -> None:
         """Start the helper now (in the background) so the first analysis does not wait."""
@@ -91,8 +84,54 @@ class HelperProcess:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _inline(fn: Callable[[T], R], argument: T) -> Callable[[], R]:
-    return lambda: fn(argument)
+class Pending(Protocol[R_co]):
+    """Work handed to the helper: call it for the result (waiting, or running it here)."""
+
+    def __call__(self) -> R_co: ...
+
+    def cancel(self) -> bool:
+        """Return True when the work has not run and now never will."""
+        ...
+
+
+class _InHelper(Generic[T, R]):
+    def __init__(
+        self,
+        helper: HelperProcess,
+        pool: ProcessPoolExecutor,
+        future: Future[R],
+        fn: Callable[[T], R],
+        argument: T,
+    ) -> None:
+        self._helper, self._pool, self._future = helper, pool, future
+        self._fn, self._argument = fn, argument
+
+    def __call__(self) -> R:
+        try:
+            return self._future.result()
+        except BrokenProcessPool as exc:
+            self._helper._discard(self._pool, exc)
+            return self._fn(self._argument)
+
+    def cancel(self) -> bool:
+        return self._future.cancel()  # False once the helper has it (or has done it)
+
+
+class _Inline(Generic[T, R]):
+    """Work that runs in this process when its result is first asked for (no helper)."""
+
+    def __init__(self, fn: Callable[[T], R], argument: T) -> None:
+        self._fn, self._argument = fn, argument
+        self._cancelled = False
+
+    def __call__(self) -> R:
+        if self._cancelled:
+            raise RuntimeError("the work was cancelled")
+        return self._fn(self._argument)
+
+    def cancel(self) -> bool:
+        self._cancelled = True
+        return True
 
 
 def _nothing() -> None:

@@ -2,10 +2,12 @@
 
 Lung segmentation needs only the working copy of the image, so it starts as soon as the image
 is decoded and runs on the second core while the classifier and Grad-CAM run on the first.
-Across the process boundary goes a small request (the bundle's folder and the sha256 of the
-weights the server loaded, plus the working copy); the helper loads the bundle once and keeps
-it. A helper whose copy of the bundle is not the one the server validated (the weights
-changed on disk since) refuses, and the server runs the stage itself with its own model.
+Across the process boundary goes a small request (the bundle's folder, the sha256 of the
+weights the server loaded, the working copy, where to save the labels); the helper loads the
+bundle once and keeps it, saves the labels where the ``lungs`` overlay is drawn from, and
+answers only whether it found both lungs. A helper whose copy of the bundle is not the one
+the server validated (the weights changed on disk since) refuses, and the server runs the
+stage itself with its own model.
 """
 
 from __future__ import annotations

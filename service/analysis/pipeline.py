@@ -37,6 +37,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
 from service.analysis.forwarding import forward_outputs
+from service.analysis.helper_process import Pending
 from service.analysis.lung_fields import LungResult, start_lung_fields
 from service.analysis.methods import ExplanationMethod
 from service.analysis.output_pictures import (
@@ -282,7 +283,7 @@ def explain_map(
     return geometry.to_original(values.reshape(geometry.input_shape))
 
 
-def wait_for_pictures(pictures_job: Callable[[], Pictures]) -> Pictures:
+def wait_for_pictures(pictures_job: Pending[Pictures]) -> Pictures:
     """Return the helper's prepared pictures; a picture that cannot be filed fails the
     analysis with the archive's reason."""
     try:
@@ -294,11 +295,11 @@ def wait_for_pictures(pictures_job: Callable[[], Pictures]) -> Pictures:
 def discard_unfiled(
     report: PreparedObject | None,
     pictures: Pictures | None,
-    pictures_job: Callable[[], Pictures],
+    pictures_job: Pending[Pictures],
 ) -> None:
-    """Remove the prepared files of an analysis that stopped before filing them (waiting for
-    the helper's, which it writes whatever happens here)."""
-    if pictures is None:
+    """Remove the prepared files of an analysis that stopped before filing them: the report's,
+    and the pictures' once the helper has written them (unless they were never started)."""
+    if pictures is None and not pictures_job.cancel():
         try:
             pictures = pictures_job()
         except Exception:  # noqa: BLE001 - it failed too: it left no files
