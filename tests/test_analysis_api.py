@@ -4,7 +4,9 @@ DICOM outputs in the archive, failures that stay with their own image."""
 from __future__ import annotations
 
 import io
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from service.dicom.parse import parse_instance
 from service.dicom.repository import get_instance
 from service.runtime import Runtime
 from service.settings import Settings
+from service.worker.jobs import InProcessJobs
 from tests.conftest import bearer
 from tests.factories import make_cr, to_bytes
 from tests.model_bundles import TEST_CLASSIFIER, write_test_classifier
@@ -324,3 +327,46 @@ def test_an_analysis_that_stops_before_filing_leaves_no_prepared_files(
     assert result["status"] == "failed" and "internal error" in result["failure_reason"]
     assert list(runtime.archive.incoming.iterdir()) == []  # the helper's pictures discarded
     assert [p.stem for p in runtime.archive.root.rglob("*.dcm")] == [ds.SOPInstanceUID]
+
+
+def test_a_running_job_sees_whether_other_analyses_wait() -> None:
+    gate = threading.Event()
+    seen: list[bool] = []
+
+    def run(_analysis_id: uuid.UUID) -> None:
+        gate.wait(10)
+        seen.append(jobs.others_waiting())
+
+    jobs = InProcessJobs(run)
+    try:
+        jobs.enqueue_analysis(uuid.uuid4())
+        jobs.enqueue_analysis(uuid.uuid4())
+        gate.set()
+        assert jobs.wait_idle(10)
+    finally:
+        jobs.close()
+    assert seen == [True, False]
+
+
+def test_with_analyses_waiting_overlays_are_drawn_on_request_not_ahead(
+    api: TestClient, tokens: dict[Role, str], analysis_settings: Settings
+) -> None:
+    # Drawing a 2k image's overlays takes about a second: queued analyses come first.
+    study = generate_uid()
+    images = [make_cr(study_uid=study, rows=64, columns=64, seed=i) for i in range(3)]
+    assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds) for ds in images]).status_code == 200
+    queued = analyses_of(api, tokens[Role.CLINICIAN], study)
+    assert len(queued) == 3
+    for analysis in queued:
+        assert wait_done(api, tokens[Role.CLINICIAN], analysis["id"])["status"] == "done"
+    assert api.app.state.analysis.jobs.wait_idle(60)  # type: ignore[attr-defined]  # drawn too
+    drawn = {
+        a["id"]: (analysis_settings.results_path / a["id"] / "composite-gradcam.png").is_file()
+        for a in queued
+    }
+    assert sorted(drawn.values()) == [False, False, True]  # only the last had the queue empty
+    first = next(i for i, ahead in drawn.items() if not ahead)
+    response = api.get(
+        f"/api/v1/analyses/{first}/composite/gradcam.png", headers=bearer(tokens[Role.CLINICIAN])
+    )
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")

@@ -88,5 +88,8 @@ class _NoJobs:
     def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
         log.info("analysis.left_queued", analysis_id=str(analysis_id))
 
+    def others_waiting(self) -> bool:
+        return False
+
     def close(self) -> None:
         pass

@@ -69,11 +69,17 @@ def run_analysis(analysis_id: uuid.UUID, services: AnalysisServices) -> None:
         recorded=recorded,
     )
     if results is not None and recorded:
-        _draw_overlays(job, services, results)
+        if services.jobs.others_waiting():
+            # Drawing a 2k image's overlays takes about a second: the next analyses come
+            # first, and the overlays are drawn when first asked for.
+            log.info("analysis.overlays_deferred", analysis_id=str(analysis_id))
+        else:
+            _draw_overlays(job, services, results)
 
 
 def _draw_overlays(job: Job, services: AnalysisServices, results: dict[str, object]) -> None:
-    """Draw the overlay images now, so the first viewer does not wait for them."""
+    """Draw the overlay images now, while no other analysis waits, so the first viewer does
+    not wait for them."""
     from service.analysis.overlay_images import draw_overlays, overlay_caption
 
     kinds = results.get("overlays")

@@ -24,6 +24,10 @@ RUN_ANALYSIS_TASK = "vigil.analysis.run"
 class JobQueue(Protocol):
     def enqueue_analysis(self, analysis_id: uuid.UUID) -> None: ...
 
+    def others_waiting(self) -> bool:
+        """Return whether analyses wait in this process behind the one running now."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -41,6 +45,10 @@ class InProcessJobs:
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
+
+    def others_waiting(self) -> bool:
+        with self._lock:
+            return len(self._pending) > 1  # the running job is pending until it returns
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Return True once every job submitted so far has finished (for tests and shutdown)."""
@@ -75,6 +83,9 @@ class CeleryJobs:
 
     def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
         self._app.send_task(RUN_ANALYSIS_TASK, args=[str(analysis_id)])
+
+    def others_waiting(self) -> bool:
+        return False  # the broker's queue is not this process's to see
 
     def close(self) -> None:
         self._app.close()
