@@ -30,13 +30,16 @@ from tests.test_stow import archive_files, failures, instance_count, stow
 def stored_before(
     client: TestClient, integration_token: str, runtime: Runtime
 ) -> dict[Path, bytes]:
-    """One instance already in the archive; tests check it is untouched afterwards."""
+    """One instance already in the archive, with its analysis's outputs (it arrives as a
+    chest radiograph): tests check all of it is untouched afterwards. The analysis is let
+    finish first; its prepared outputs pass through the incoming folder while it runs."""
     assert stow(client, integration_token, [to_bytes(make_cr(seed=7))]).status_code == 200
+    assert client.app.state.analysis.jobs.wait_idle(120)  # type: ignore[attr-defined]
     return {p: p.read_bytes() for p in archive_files(runtime)}
 
 
 def assert_unchanged(runtime: Runtime, before: dict[Path, bytes]) -> None:
-    assert instance_count(runtime) == len(before)
+    assert instance_count(runtime) == len(before)  # the stored image and its analysis's outputs
     assert {p: p.read_bytes() for p in archive_files(runtime)} == before
     assert list(runtime.archive.incoming.iterdir()) == [], "incoming files left behind"
 
