@@ -21,7 +21,6 @@ from service.analysis.prepared_files import IncomingPlace, PreparedObject, disca
 from service.analysis.results_files import OverlayKind, load_map
 from service.dicom.failure import InstanceRejected
 from service.errors import PayloadTooLarge
-from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
 from service.results.parametric_map import parametric_map
 from service.results.resize import fit_within
@@ -66,8 +65,7 @@ def build_pictures(inputs: PictureInputs) -> Pictures:
     prepared: dict[str, PreparedObject] = {}
     try:
         for name, ds in built.items():
-            data = to_part10_bytes(ds)
-            prepared[name] = prepare(archive, inputs.place.max_bytes, data, ds)
+            prepared[name] = prepare(archive, inputs.place.max_bytes, ds)
     except (InstanceRejected, PayloadTooLarge) as exc:
         discard(prepared.values())
         reason = exc.reason if isinstance(exc, InstanceRejected) else exc.message

@@ -26,7 +26,6 @@ from service.dicom.failure import InstanceRejected
 from service.dicom.store import StoreOutcome, store_parsed_together
 from service.errors import PayloadTooLarge
 from service.inference.registry import LoadedModel
-from service.results.output_dataset import to_part10_bytes
 from service.results.output_identity import OutputIdentity
 from service.results.structured_report import structured_report
 
@@ -68,9 +67,7 @@ def measurement_report(
     )
     runtime = services.runtime
     try:
-        return prepare(
-            runtime.archive, runtime.settings.max_instance_bytes, to_part10_bytes(report), report
-        )
+        return prepare(runtime.archive, runtime.settings.max_instance_bytes, report)
     except InstanceRejected as exc:
         raise AnalysisFailed(f"a result object could not be filed: {exc.reason}") from exc
     except PayloadTooLarge as exc:

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.parse import ParsedInstance, parse_instance
+from service.results.output_dataset import to_part10_bytes
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,12 @@ class PreparedObject:
     parsed: ParsedInstance
 
 
-def prepare(archive: Archive, max_bytes: int, data: bytes, dataset: Dataset) -> PreparedObject:
-    """Write Part 10 ``data`` (written from ``dataset``) to the incoming folder, fsync it and
-    parse it; raise ``InstanceRejected`` (leaving no file) when it cannot be stored."""
+def prepare(archive: Archive, max_bytes: int, dataset: Dataset) -> PreparedObject:
+    """Write ``dataset`` as Part 10 to the incoming folder, fsync it and parse it; raise
+    ``InstanceRejected`` or ``PayloadTooLarge`` (leaving no file) when it cannot be stored."""
     writer = archive.writer(max_bytes)
     try:
-        writer.write(data)
+        writer.write(to_part10_bytes(dataset))
         received = writer.finish()
     except BaseException:
         writer.abort()
