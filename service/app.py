@@ -21,6 +21,8 @@ from service.runtime import open_runtime
 from service.settings import Settings, get_settings
 
 log = get_logger(__name__)
+# Incoming files older than this at start-up were left by a crash: no upload idles this long.
+STALE_INCOMING_S = 3600.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = open_runtime(settings)
+        if swept := runtime.archive.sweep_incoming(STALE_INCOMING_S):
+            log.info("archive.incoming_swept", files=swept)
         analysis = start_analysis_services(runtime)
         app.state.settings = settings
         app.state.runtime = runtime

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from service.app import create_app
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason
 from service.dicom.store import StoreStatus, store_received, store_received_together
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
+from service.settings import Settings
 from tests.factories import make_cr, to_bytes
 from tests.test_stow import archive_files, failures, instance_count, stow
 
@@ -107,3 +111,20 @@ def test_stored_together_means_all_or_none(runtime: Runtime) -> None:
     )
     assert [o.status for o in outcomes] == [StoreStatus.STORED, StoreStatus.ALREADY_STORED]
     assert instance_count(runtime) == 2
+
+
+def test_start_up_sweeps_incoming_files_left_by_a_crash(settings: Settings) -> None:
+    incoming = settings.archive_path / ".incoming"
+    incoming.mkdir(parents=True)
+    left_by_crash = incoming / "tmpcrash.part"
+    being_written = incoming / "tmplive.part"
+    left_by_crash.write_bytes(b"DICM half a file")
+    being_written.write_bytes(b"DICM an upload in progress")
+    two_hours_ago = time.time() - 7200
+    os.utime(left_by_crash, (two_hours_ago, two_hours_ago))
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+
+    assert not left_by_crash.exists()
+    assert being_written.read_bytes() == b"DICM an upload in progress"

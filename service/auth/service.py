@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.auth import repository
@@ -95,20 +96,26 @@ def create_token(
     return token, made.secret
 
 
-def authenticate_token(*, session: Session, secret: str, now: datetime | None = None) -> Principal:
+def authenticate_token(
+    *, connection: Connection, secret: str, now: datetime | None = None
+) -> Principal:
     """Return the principal a bearer token stands for; raise NotAuthenticated otherwise."""
-    found = repository.get_token_with_user(session, token_sha256(secret))
-    if found is None:
+    holder = repository.get_token_holder(connection, token_sha256(secret))
+    if holder is None:
         raise NotAuthenticated("unknown API token")
-    token, user = found
     now = now or utcnow()
-    if token.revoked_at is not None:
+    if holder.revoked_at is not None:
         raise NotAuthenticated("this API token was revoked")
-    if token.expires_at is not None and _aware(token.expires_at) <= now:
+    if holder.expires_at is not None and _aware(holder.expires_at) <= now:
         raise NotAuthenticated("this API token has expired")
-    if not user.is_active:
+    if not holder.user_is_active:
         raise NotAuthenticated("the user of this API token is deactivated")
-    return Principal(user_pk=user.id, username=user.username, role=token.role, token_pk=token.id)
+    return Principal(
+        user_pk=holder.user_pk,
+        username=holder.username,
+        role=holder.role,
+        token_pk=holder.token_pk,
+    )
 
 
 def revoke_token(*, session: Session, prefix: str) -> ApiToken:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -126,6 +127,23 @@ class Archive:
             for directory in [target.parent, *new_dirs]:
                 _fsync_path(directory)
         return target
+
+    def sweep_incoming(self, older_than_s: float) -> int:
+        """Delete incoming files untouched for ``older_than_s`` seconds; return how many.
+
+        They are what a crash or a killed process left mid-write: nothing in the database
+        points at an incoming file, and a live writer touches its file at every chunk.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in os.scandir(self.incoming):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # its writer finished (or gave up) meanwhile
+                continue
+        return removed
 
     def remove(self, relative: str) -> None:
         """Delete a stored file (used to undo a placement whose database commit failed)."""

@@ -8,6 +8,7 @@ for anything else a client names with ``includefield``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -106,6 +107,7 @@ def _needs(spec: SearchSpec, tags: frozenset[int]) -> Needs:
     )
 
 
+@lru_cache(maxsize=4096)  # bounded: includefield tags come from clients
 def _source(tag: int, level: Level) -> str:
     """Return where a tag's value comes from at a level: computed, index or metadata."""
     if tag in _COMPUTED and _COMPUTED[tag] <= level:
@@ -190,12 +192,14 @@ def person_name(value: str) -> dict[str, Any]:
     return {"vr": "PN", "Value": [{name: text for name, text in groups if text}]}
 
 
+@lru_cache(maxsize=4096)  # bounded: includefield tags come from clients
 def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
     return int(tag)
 
 
+@lru_cache(maxsize=4096)  # bounded: includefield tags come from clients
 def _vr(tag: int) -> str:
     """Return a tag's VR from the data dictionary ("" when unknown, e.g. private tags)."""
     try:

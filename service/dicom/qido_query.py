@@ -10,9 +10,10 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.dicom.dicom_json import DicomJson
@@ -84,7 +85,8 @@ def column_level(keyword: str) -> Level:
 
 @dataclass(frozen=True)
 class Needs:
-    """What the answer shows beyond the rows themselves (each costs one grouped query)."""
+    """What the answer shows beyond the rows themselves (one grouped query each; study counts
+    and modalities share theirs)."""
 
     study_counts: bool = False
     modalities: bool = False
@@ -146,10 +148,8 @@ def find(
     page = Page(hits=hits, more=len(rows) > spec.limit)
     study_pks = list(dict.fromkeys(hit.study.id for hit in hits))
     series_pks = [hit.series.id for hit in hits if hit.series is not None]
-    if needs.study_counts and study_pks:
-        page.study_series, page.study_instances = _study_counts(session, study_pks)
-    if needs.modalities and study_pks:
-        page.modalities = _modalities(session, study_pks)
+    if (needs.study_counts or needs.modalities) and study_pks:
+        _add_study_summaries(session, study_pks, page)
     if needs.series_counts and series_pks:
         page.series_instances = _series_counts(session, list(dict.fromkeys(series_pks)))
     if needs.metadata and hits:
@@ -157,6 +157,7 @@ def find(
     return page
 
 
+@cache  # one per level; statements are immutable (each .where() makes a new one)
 def _select(level: Level) -> Select[*tuple[Any, ...]]:
     stmt: Select[*tuple[Any, ...]] = select(Patient, Study).join_from(
         Study, Patient, Study.patient_pk == Patient.id
@@ -168,7 +169,8 @@ def _select(level: Level) -> Select[*tuple[Any, ...]]:
     return stmt
 
 
-def _order(level: Level) -> list[ColumnElement[Any]]:
+@cache
+def _order(level: Level) -> tuple[ColumnElement[Any], ...]:
     # Newest studies first, then the order a viewer shows series and instances in; the UIDs
     # break ties so that paging with offset never skips or repeats a row.
     order: list[ColumnElement[Any]] = [
@@ -180,7 +182,7 @@ def _order(level: Level) -> list[ColumnElement[Any]]:
         order += [Series.series_number.asc().nulls_last(), Series.series_instance_uid.asc()]
     if level is Level.INSTANCE:
         order += [Instance.instance_number.asc().nulls_last(), Instance.sop_instance_uid.asc()]
-    return order
+    return tuple(order)
 
 
 def _match_condition(match: Match, condition: Condition, dialect: str) -> ColumnElement[bool]:
@@ -252,44 +254,38 @@ def glob_pattern(pattern: str) -> str:
     return pattern.replace("[", "[[]")
 
 
-def _study_counts(
-    session: Session, study_pks: Sequence[uuid.UUID]
-) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
-    # A correlated count per series is an index lookup whatever the planner's statistics say;
-    # a join with GROUP BY lets PostgreSQL pick a scan of every instance before ANALYZE.
-    instances_in_series = (
-        select(func.count(Instance.id)).where(Instance.series_pk == Series.id).scalar_subquery()
-    )
-    rows = session.execute(
-        select(Series.study_pk, instances_in_series).where(Series.study_pk.in_(study_pks))
-    ).all()
+# The statements below are built once: building a statement costs more than running it here.
+# A correlated count per series is an index lookup whatever the planner's statistics say;
+# a join with GROUP BY lets PostgreSQL pick a scan of every instance before ANALYZE.
+_STUDY_SUMMARIES = select(
+    Series.study_pk,
+    Series.modality,
+    select(func.count(Instance.id)).where(Instance.series_pk == Series.id).scalar_subquery(),
+).where(Series.study_pk.in_(bindparam("study_pks", expanding=True)))
+_SERIES_COUNTS = (
+    select(Instance.series_pk, func.count(Instance.id))
+    .where(Instance.series_pk.in_(bindparam("series_pks", expanding=True)))
+    .group_by(Instance.series_pk)
+)
+
+
+def _add_study_summaries(session: Session, study_pks: Sequence[uuid.UUID], page: Page) -> None:
+    """Fill a page's series and instance counts and modalities per study (one query)."""
     series: Counter[uuid.UUID] = Counter()
     instances: Counter[uuid.UUID] = Counter()
-    for pk, count in rows:
+    modalities: dict[uuid.UUID, set[str]] = defaultdict(set)
+    for pk, modality, count in session.execute(_STUDY_SUMMARIES, {"study_pks": study_pks}):
         series[pk] += 1
         instances[pk] += count
-    return dict(series), dict(instances)
+        if modality:
+            modalities[pk].add(modality)
+    page.study_series, page.study_instances = dict(series), dict(instances)
+    page.modalities = {pk: sorted(values) for pk, values in modalities.items()}
 
 
 def _series_counts(session: Session, series_pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = session.execute(
-        select(Instance.series_pk, func.count(Instance.id))
-        .where(Instance.series_pk.in_(series_pks))
-        .group_by(Instance.series_pk)
-    ).all()
+    rows = session.execute(_SERIES_COUNTS, {"series_pks": series_pks})
     return {pk: n for pk, n in rows}
-
-
-def _modalities(session: Session, study_pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    rows = session.execute(
-        select(Series.study_pk, Series.modality)
-        .where(Series.study_pk.in_(study_pks), Series.modality != "")
-        .distinct()
-    ).all()
-    out: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for pk, modality in rows:
-        out[pk].append(modality)
-    return {pk: sorted(values) for pk, values in out.items()}
 
 
 def _attach_metadata(session: Session, level: Level, hits: list[Hit]) -> None:

@@ -61,6 +61,8 @@ _LITTLE_ENDIAN_NATIVE = frozenset({IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_
 AS_STORED = "*"
 # Any media type: what the client says with */*, multipart/* or no Accept header.
 ANY = "*/*"
+# Retrieves of stored files up to this many bytes go out in one piece, larger ones stream.
+WHOLE_BODY_MAX = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class InstancePart:
     path: Path
     stored_transfer_syntax: str
     transfer_syntax: str
+    stored_size: int
 
     @property
     def transcode(self) -> bool:
@@ -201,7 +204,7 @@ def plan_instance_parts(located: list[Located], accepted: list[str]) -> list[Ins
                 f"{' or '.join(offered)}; asked for {', '.join(accepted)}"
             )
         transfer_syntax = stored if choice == AS_STORED else choice
-        parts.append(InstancePart(item.path, stored, transfer_syntax))
+        parts.append(InstancePart(item.path, stored, transfer_syntax, item.instance.file_size))
     return parts
 
 
@@ -234,6 +237,17 @@ def _decodable(transfer_syntax: str) -> bool:
         return bool(get_decoder(uid).is_available)
     except NotImplementedError:
         return False
+
+
+def whole_instance_body(parts: list[InstancePart], boundary: str) -> bytes | None:
+    """Return the body of a small retrieve of files sent as stored; None when it should stream.
+
+    A streamed body costs a hop to a worker thread for every piece; for a few megabytes,
+    reading them at once in the endpoint's own thread is faster.
+    """
+    if any(part.transcode for part in parts) or sum(p.stored_size for p in parts) > WHOLE_BODY_MAX:
+        return None
+    return b"".join(iter_multipart_files([(p.path, p.content_type) for p in parts], boundary))
 
 
 def iter_instance_body(parts: list[InstancePart], boundary: str) -> Iterator[bytes]:

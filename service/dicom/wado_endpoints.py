@@ -160,7 +160,7 @@ def retrieve_study(
     principal: DicomReader,
     session: SessionDep,
     archive: ArchiveDep,
-) -> StreamingResponse:
+) -> Response:
     target = Target(study_instance_uid)
     return _instances(target, request, principal, session, archive)
 
@@ -173,7 +173,7 @@ def retrieve_series(
     principal: DicomReader,
     session: SessionDep,
     archive: ArchiveDep,
-) -> StreamingResponse:
+) -> Response:
     target = Target(study_instance_uid, series_instance_uid)
     return _instances(target, request, principal, session, archive)
 
@@ -187,14 +187,14 @@ def retrieve_instance(
     principal: DicomReader,
     session: SessionDep,
     archive: ArchiveDep,
-) -> StreamingResponse:
+) -> Response:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
     return _instances(target, request, principal, session, archive)
 
 
 def _instances(
     target: Target, request: Request, principal: Principal, session: Session, archive: Archive
-) -> StreamingResponse:
+) -> Response:
     """Return the multipart/related application/dicom response of the target's instances."""
     accepted = dicom_transfer_syntaxes(parse_accept(request))
     located = retrieve.find_instances(session=session, archive=archive, target=target)
@@ -202,10 +202,11 @@ def _instances(
     _record(session, principal, request, "dicom.retrieve", target, len(parts))
     log.info("wado.instances", count=len(parts), transcoded=sum(1 for p in parts if p.transcode))
     boundary = new_boundary()
-    return StreamingResponse(
-        retrieve.iter_instance_body(parts, boundary),
-        media_type=f'multipart/related; type="{DICOM}"; boundary={boundary}',
-    )
+    media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
+    whole = retrieve.whole_instance_body(parts, boundary)
+    if whole is not None:
+        return Response(whole, media_type=media_type)
+    return StreamingResponse(retrieve.iter_instance_body(parts, boundary), media_type=media_type)
 
 
 # --- metadata --------------------------------------------------------------------------------
