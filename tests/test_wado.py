@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from service.auth.roles import Role
+from service.dicom import render
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from tests.factories import make_cr, multipart_body, rg1_files, stow_headers, to_bytes
@@ -479,3 +482,31 @@ def test_every_retrieve_is_in_the_access_log(
         [row] = access_rows(runtime, action)
         assert row.sop_instance_uid == RG1["RG1_UNCR"].SOPInstanceUID
         assert row.result_count == 1
+
+
+def test_a_store_need_not_wait_for_a_rendering(
+    client: TestClient,
+    integration_token: str,
+    uncr: Path,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A rendering holds no transaction while it decodes: on SQLite one would hold the only
+    # write lock, and every store would queue behind the slowest image.
+    rendering, finish = threading.Event(), threading.Event()
+    real_render = render.render
+
+    def slow_render(*args: Any, **kwargs: Any) -> bytes:
+        rendering.set()
+        assert finish.wait(timeout=30), "the store never came through"
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(render, "render", slow_render)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rendered = pool.submit(
+            client.get, instance_url("RG1_UNCR") + "/rendered", headers=auth(integration_token)
+        )
+        assert rendering.wait(timeout=30)
+        store([to_bytes(make_cr())])  # would wait for the rendering if it held the lock
+        finish.set()
+        assert rendered.result(timeout=30).status_code == 200

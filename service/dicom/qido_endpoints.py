@@ -6,12 +6,13 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.access_log import record_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.deps import SessionDep, SettingsDep, client_addr, request_id
+from service.db import session_scope
+from service.deps import SessionFactoryDep, SettingsDep, client_addr, request_id
 from service.dicom import qido
 from service.dicom.qido_params import Level, parse_search
 from service.dicom.uids import is_valid_uid
@@ -32,23 +33,23 @@ TRUNCATED_WARNING = (
 
 @router.get("/studies", summary="Search for studies (QIDO-RS)")
 def search_studies(
-    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+    request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.STUDY)
+    return _search(request, principal, factory, settings, Level.STUDY)
 
 
 @router.get("/series", summary="Search for series in all studies (QIDO-RS)")
 def search_series(
-    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+    request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.SERIES)
+    return _search(request, principal, factory, settings, Level.SERIES)
 
 
 @router.get("/instances", summary="Search for instances in all studies (QIDO-RS)")
 def search_instances(
-    request: Request, principal: DicomReader, session: SessionDep, settings: SettingsDep
+    request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.INSTANCE)
+    return _search(request, principal, factory, settings, Level.INSTANCE)
 
 
 @router.get("/studies/{study}/series", summary="Search for series in a study (QIDO-RS)")
@@ -56,10 +57,10 @@ def search_study_series(
     study: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.SERIES, study)
+    return _search(request, principal, factory, settings, Level.SERIES, study)
 
 
 @router.get("/studies/{study}/instances", summary="Search for instances in a study (QIDO-RS)")
@@ -67,10 +68,10 @@ def search_study_instances(
     study: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.INSTANCE, study)
+    return _search(request, principal, factory, settings, Level.INSTANCE, study)
 
 
 @router.get(
@@ -82,16 +83,16 @@ def search_series_instances(
     series: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, session, settings, Level.INSTANCE, study, series)
+    return _search(request, principal, factory, settings, Level.INSTANCE, study, series)
 
 
 def _search(
     request: Request,
     principal: Principal,
-    session: Session,
+    factory: sessionmaker[Session],
     settings: Settings,
     level: Level,
     study_uid: str | None = None,
@@ -109,20 +110,28 @@ def _search(
         max_limit=settings.qido_max_limit,
     )
     base_url = settings.base_url or str(request.base_url).rstrip("/")
-    found = qido.search(
-        session=session, spec=spec, base_url=base_url, study_uid=study_uid, series_uid=series_uid
-    )
-    record_access(
-        session=session,
-        principal=principal,
-        action="dicom.search",
-        status_code=200,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
-        study_instance_uid=study_uid,
-        series_instance_uid=series_uid,
-        result_count=len(found.results),
-    )
+    # Searched in a read-only transaction, logged in a short writing one: on SQLite a writing
+    # transaction holds the one write lock, and searches should not queue behind stores.
+    with factory() as session:
+        found = qido.search(
+            session=session,
+            spec=spec,
+            base_url=base_url,
+            study_uid=study_uid,
+            series_uid=series_uid,
+        )
+    with session_scope(factory) as session:
+        record_access(
+            session=session,
+            principal=principal,
+            action="dicom.search",
+            status_code=200,
+            client_addr=client_addr(request),
+            request_id=request_id(request),
+            study_instance_uid=study_uid,
+            series_instance_uid=series_uid,
+            result_count=len(found.results),
+        )
     # Counts and the level only: the query's values may name a patient.
     log.info(
         "qido.searched",

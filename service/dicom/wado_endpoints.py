@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.access_log import record_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.deps import ArchiveDep, SessionDep, client_addr, request_id
+from service.db import session_scope
+from service.deps import ArchiveDep, SessionFactoryDep, client_addr, request_id
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
 from service.dicom.multipart import iter_multipart_bytes, new_boundary, parse_content_type
@@ -133,21 +134,42 @@ def _check_json_accept(ranges: list[MediaRange]) -> None:
         raise NotAcceptable("metadata is available as application/dicom+json only")
 
 
+def _find(
+    factory: sessionmaker[Session], archive: Archive, target: Target, *, with_metadata: bool = False
+) -> list[retrieve.Located]:
+    """Look the target's instances up in a read-only transaction (no write lock held)."""
+    with factory() as session:
+        return retrieve.find_instances(
+            session=session, archive=archive, target=target, with_metadata=with_metadata
+        )
+
+
 def _record(
-    session: Session, principal: Principal, request: Request, action: str, target: Target, n: int
+    factory: sessionmaker[Session],
+    principal: Principal,
+    request: Request,
+    action: str,
+    target: Target,
+    n: int,
 ) -> None:
-    record_access(
-        session=session,
-        principal=principal,
-        action=action,
-        status_code=200,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
-        study_instance_uid=target.study,
-        series_instance_uid=target.series,
-        sop_instance_uid=target.instance,
-        result_count=n,
-    )
+    """Commit the access-log row of a retrieve, in a short transaction of its own.
+
+    Files are read and pixels decoded before, outside any transaction: on SQLite a writing
+    transaction holds the one write lock, and a rendering must not hold up stores.
+    """
+    with session_scope(factory) as session:
+        record_access(
+            session=session,
+            principal=principal,
+            action=action,
+            status_code=200,
+            client_addr=client_addr(request),
+            request_id=request_id(request),
+            study_instance_uid=target.study,
+            series_instance_uid=target.series,
+            sop_instance_uid=target.instance,
+            result_count=n,
+        )
 
 
 # --- instances -------------------------------------------------------------------------------
@@ -158,11 +180,11 @@ def retrieve_study(
     study_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid)
-    return _instances(target, request, principal, session, archive)
+    return _instances(target, request, principal, factory, archive)
 
 
 @router.get(SERIES, summary="Retrieve a series' instances (WADO-RS)")
@@ -171,11 +193,11 @@ def retrieve_series(
     series_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid, series_instance_uid)
-    return _instances(target, request, principal, session, archive)
+    return _instances(target, request, principal, factory, archive)
 
 
 @router.get(INSTANCE, summary="Retrieve one instance (WADO-RS)")
@@ -185,21 +207,24 @@ def retrieve_instance(
     sop_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
-    return _instances(target, request, principal, session, archive)
+    return _instances(target, request, principal, factory, archive)
 
 
 def _instances(
-    target: Target, request: Request, principal: Principal, session: Session, archive: Archive
+    target: Target,
+    request: Request,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    archive: Archive,
 ) -> Response:
     """Return the multipart/related application/dicom response of the target's instances."""
     accepted = dicom_transfer_syntaxes(parse_accept(request))
-    located = retrieve.find_instances(session=session, archive=archive, target=target)
-    parts = retrieve.plan_instance_parts(located, accepted)
-    _record(session, principal, request, "dicom.retrieve", target, len(parts))
+    parts = retrieve.plan_instance_parts(_find(factory, archive, target), accepted)
+    _record(factory, principal, request, "dicom.retrieve", target, len(parts))
     log.info("wado.instances", count=len(parts), transcoded=sum(1 for p in parts if p.transcode))
     boundary = new_boundary()
     media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
@@ -217,11 +242,11 @@ def study_metadata(
     study_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid)
-    return _metadata(target, request, principal, session, archive)
+    return _metadata(target, request, principal, factory, archive)
 
 
 @router.get(SERIES + "/metadata", summary="Retrieve a series' metadata (WADO-RS)")
@@ -230,11 +255,11 @@ def series_metadata(
     series_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid, series_instance_uid)
-    return _metadata(target, request, principal, session, archive)
+    return _metadata(target, request, principal, factory, archive)
 
 
 @router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata (WADO-RS)")
@@ -244,22 +269,24 @@ def instance_metadata(
     sop_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
-    return _metadata(target, request, principal, session, archive)
+    return _metadata(target, request, principal, factory, archive)
 
 
 def _metadata(
-    target: Target, request: Request, principal: Principal, session: Session, archive: Archive
+    target: Target,
+    request: Request,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    archive: Archive,
 ) -> JSONResponse:
     """Return the application/dicom+json array of the target's instance metadata."""
     _check_json_accept(parse_accept(request))
-    located = retrieve.find_instances(
-        session=session, archive=archive, target=target, with_metadata=True
-    )
-    _record(session, principal, request, "dicom.retrieve.metadata", target, len(located))
+    located = _find(factory, archive, target, with_metadata=True)
+    _record(factory, principal, request, "dicom.retrieve.metadata", target, len(located))
     return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
 
 
@@ -273,7 +300,7 @@ def rendered_instance(
     sop_instance_uid: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
     window: str | None = None,
     viewport: str | None = None,
@@ -282,7 +309,7 @@ def rendered_instance(
     """Render the first frame (multi-frame instances: ask for other frames by number)."""
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
     options = _render_options(request, window, viewport, quality)
-    return _rendered(target, "1", options, request, principal, session, archive)
+    return _rendered(target, "1", options, request, principal, factory, archive)
 
 
 @router.get(INSTANCE + "/frames/{frame_list}/rendered", summary="Retrieve a frame as an image")
@@ -293,7 +320,7 @@ def rendered_frame(
     frame_list: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
     window: str | None = None,
     viewport: str | None = None,
@@ -301,7 +328,7 @@ def rendered_frame(
 ) -> Response:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
     options = _render_options(request, window, viewport, quality)
-    return _rendered(target, frame_list, options, request, principal, session, archive)
+    return _rendered(target, frame_list, options, request, principal, factory, archive)
 
 
 def _render_options(
@@ -322,16 +349,16 @@ def _rendered(
     options: render.RenderOptions,
     request: Request,
     principal: Principal,
-    session: Session,
+    factory: sessionmaker[Session],
     archive: Archive,
 ) -> Response:
     """Return one frame of the target instance rendered as PNG or JPEG."""
-    [item] = retrieve.find_instances(session=session, archive=archive, target=target)
+    [item] = _find(factory, archive, target)
     numbers = retrieve.parse_frame_list(frame_list, item.instance.number_of_frames)
     if len(numbers) != 1:
         raise BadRequest("a rendered image shows one frame: ask for one frame number")
     image = render.render(retrieve.read_dataset(item), frame_index=numbers[0] - 1, options=options)
-    _record(session, principal, request, "dicom.retrieve.rendered", target, 1)
+    _record(factory, principal, request, "dicom.retrieve.rendered", target, 1)
     return Response(image, media_type=options.media_type.value)
 
 
@@ -346,17 +373,17 @@ def retrieve_frames(
     frame_list: str,
     request: Request,
     principal: DicomReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     archive: ArchiveDep,
 ) -> StreamingResponse:
     """Return frames decoded (application/octet-stream) or as their stored bitstream."""
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
     accepted = frame_media_types(parse_accept(request))
-    [item] = retrieve.find_instances(session=session, archive=archive, target=target)
+    [item] = _find(factory, archive, target)
     numbers = retrieve.parse_frame_list(frame_list, item.instance.number_of_frames)
     encoding = retrieve.choose_frame_encoding(item.instance.transfer_syntax_uid, accepted)
     payloads = retrieve.frame_payloads(retrieve.read_dataset(item), numbers, encoding)
-    _record(session, principal, request, "dicom.retrieve.frames", target, 1)
+    _record(factory, principal, request, "dicom.retrieve.frames", target, 1)
     boundary = new_boundary()
     return StreamingResponse(
         iter_multipart_bytes([(p, encoding.content_type) for p in payloads], boundary),
