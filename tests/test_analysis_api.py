@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from service.analysis import overlay_images
 from service.app import create_app
 from service.auth.roles import Role
 from service.dicom.parse import parse_instance
@@ -370,3 +372,41 @@ def test_with_analyses_waiting_overlays_are_drawn_on_request_not_ahead(
         f"/api/v1/analyses/{first}/composite/gradcam.png", headers=bearer(tokens[Role.CLINICIAN])
     )
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+
+def test_a_store_need_not_wait_for_an_overlay_being_drawn(
+    api: TestClient,
+    tokens: dict[Role, str],
+    analysis_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Drawing on request takes about a second for a full-size radiograph; on SQLite a request
+    # that drew inside its writing transaction would hold every store up that long.
+    ds = make_cr(rows=96, columns=80)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    api.app.state.analysis.jobs.wait_idle()  # type: ignore[attr-defined]
+    for png in (analysis_settings.results_path / analysis["id"]).glob("*.png"):
+        png.unlink()
+    drawing, finish = threading.Event(), threading.Event()
+    real_draw = overlay_images.draw_overlay
+
+    def slow_draw(*args: Any, **kwargs: Any) -> None:
+        drawing.set()
+        assert finish.wait(timeout=30), "the store never came through"
+        real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(overlay_images, "draw_overlay", slow_draw)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        drawn = pool.submit(
+            api.get,
+            f"/api/v1/analyses/{analysis['id']}/composite/gradcam.png",
+            headers=bearer(tokens[Role.CLINICIAN]),
+        )
+        assert drawing.wait(timeout=30)
+        other = make_cr(rows=96, columns=80)
+        response = stow(api, tokens[Role.INTEGRATION], [to_bytes(other)])
+        assert response.status_code == 200, response.text
+        finish.set()
+        assert drawn.result(timeout=30).status_code == 200

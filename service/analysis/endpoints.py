@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.analysis import repository
 from service.analysis import service as analysis_service
@@ -138,11 +139,11 @@ def get_overlay(
     kind: OverlayKind,
     request: Request,
     principal: AnalysisReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     services: AnalysisServicesDep,
 ) -> FileResponse:
     """An RGBA overlay at the image's size (transparent where there is nothing to show)."""
-    return _image(session, services, principal, request, analysis_id, kind, composite=False)
+    return _image(factory, services, principal, request, analysis_id, kind, composite=False)
 
 
 @router.get("/analyses/{analysis_id}/composite/{kind}.png", response_class=FileResponse)
@@ -151,15 +152,15 @@ def get_composite(
     kind: OverlayKind,
     request: Request,
     principal: AnalysisReader,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     services: AnalysisServicesDep,
 ) -> FileResponse:
     """The image with an overlay and its colour-scale legend."""
-    return _image(session, services, principal, request, analysis_id, kind, composite=True)
+    return _image(factory, services, principal, request, analysis_id, kind, composite=True)
 
 
 def _image(
-    session: SessionDep,
+    factory: sessionmaker[Session],
     services: AnalysisServices,
     principal: Principal,
     request: Request,
@@ -168,7 +169,10 @@ def _image(
     *,
     composite: bool,
 ) -> FileResponse:
-    analysis, _instance, _series, study = _found(session, analysis_id)
+    # Looked up read-only, drawn (about a second, the first time) outside any transaction,
+    # logged in a short one: on SQLite a writing transaction holds the one write lock.
+    with factory() as session:
+        analysis, _instance, _series, study = _found(session, analysis_id)
     if analysis.status is not AnalysisStatus.DONE:
         raise NotFound(f"analysis {analysis_id} is {analysis.status.value}: no images yet")
     disclaimer = (analysis.results or {}).get("disclaimer", "")
@@ -182,11 +186,12 @@ def _image(
     if path is None:
         raise NotFound(f"analysis {analysis_id} has no {kind.value} overlay (not requested?)")
     action = "analysis.composite" if composite else "analysis.overlay"
-    _log_read(session, principal, request, action, study.study_instance_uid, 1)
+    with session_scope(factory) as session:
+        _log_read(session, principal, request, action, study.study_instance_uid, 1)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private"})
 
 
-def _found(session: SessionDep, analysis_id: uuid.UUID) -> tuple[Analysis, Instance, Series, Study]:
+def _found(session: Session, analysis_id: uuid.UUID) -> tuple[Analysis, Instance, Series, Study]:
     found = repository.get_with_context(session, analysis_id)
     if found is None:
         raise NotFound(f"no analysis {analysis_id}")
@@ -199,7 +204,7 @@ def _check_uid(uid: str) -> None:
 
 
 def _log_read(
-    session: SessionDep,
+    session: Session,
     principal: Principal,
     request: Request,
     action: str,
