@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session, undefer
 
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
@@ -33,22 +34,36 @@ class SeriesOwner:
     issuer_of_patient_id: str
 
 
+# The lookups every stored instance makes are built once: building a statement (and its cache
+# key) costs more than SQLite takes to run it.
+_SERIES_OWNER = (
+    select(Series, Study.study_instance_uid, Patient.patient_id, Patient.issuer_of_patient_id)
+    .join(Study, Series.study_pk == Study.id)
+    .join(Patient, Study.patient_pk == Patient.id)
+    .where(Series.series_instance_uid == bindparam("uid"))
+)
+_INSTANCE = select(Instance).where(Instance.sop_instance_uid == bindparam("uid"))
+_INSERT_INSTANCE = insert(cast(Table, Instance.__table__))
+
+
 def get_series_owner(session: Session, series_instance_uid: str) -> SeriesOwner | None:
     """Return a stored series and the UIDs/IDs it is filed under (one query)."""
-    row = session.execute(
-        select(Series, Study.study_instance_uid, Patient.patient_id, Patient.issuer_of_patient_id)
-        .join(Study, Series.study_pk == Study.id)
-        .join(Patient, Study.patient_pk == Patient.id)
-        .where(Series.series_instance_uid == series_instance_uid)
-    ).one_or_none()
+    row = session.execute(_SERIES_OWNER, {"uid": series_instance_uid}).one_or_none()
     return None if row is None else SeriesOwner(row[0], row[1], row[2], row[3])
 
 
 def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:
     """Return the stored instance with this SOP Instance UID, if any."""
-    return session.scalars(
-        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid)
-    ).one_or_none()
+    return session.scalars(_INSTANCE, {"uid": sop_instance_uid}).one_or_none()
+
+
+def add_instance(session: Session, values: dict[str, Any]) -> None:
+    """Insert an instance row (column name → value) in the session's transaction.
+
+    A plain INSERT: the row is not wanted as an object afterwards, and the session's flush
+    of a new object costs several times as much.
+    """
+    session.execute(_INSERT_INSTANCE, [values])
 
 
 def get_instance_location(

@@ -9,9 +9,11 @@ file.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,6 +26,7 @@ from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
 from service.log_config import get_logger
 from service.orm import Instance, Series
+from service.orm.base import utcnow
 
 log = get_logger(__name__)
 
@@ -186,8 +189,9 @@ def _index_and_file(
                     status = StoreStatus.ALREADY_STORED
                 else:
                     series = _series_for(session, parsed)
-                    session.add(_instance_row(parsed, series, relative, received))
-                    session.flush()
+                    repository.add_instance(
+                        session, _instance_values(parsed, series, relative, received)
+                    )
                     archive.place(received, relative)
                     placed.append(relative)
                     status = StoreStatus.STORED
@@ -271,27 +275,29 @@ def _check_owner(parsed: ParsedInstance, study_uid: str, patient_id: str, issuer
         )
 
 
-def _instance_row(
+def _instance_values(
     parsed: ParsedInstance, series: Series, relative: str, received: ReceivedFile
-) -> Instance:
+) -> dict[str, Any]:
     inst = parsed.instance
-    return Instance(
-        sop_instance_uid=inst.sop_instance_uid,
-        series_pk=series.id,
-        sop_class_uid=inst.sop_class_uid,
-        instance_number=inst.instance_number,
-        rows=inst.rows,
-        columns=inst.columns,
-        number_of_frames=inst.number_of_frames,
-        bits_allocated=inst.bits_allocated,
-        photometric_interpretation=inst.photometric_interpretation,
-        view_position=inst.view_position,
-        transfer_syntax_uid=inst.transfer_syntax_uid,
-        file_path=relative,
-        file_size=received.size,
-        sha256=received.sha256,
-        dicom_json=parsed.dicom_json,
-    )
+    return {
+        "id": uuid.uuid4(),
+        "created_at": utcnow(),
+        "sop_instance_uid": inst.sop_instance_uid,
+        "series_pk": series.id,
+        "sop_class_uid": inst.sop_class_uid,
+        "instance_number": inst.instance_number,
+        "rows": inst.rows,
+        "columns": inst.columns,
+        "number_of_frames": inst.number_of_frames,
+        "bits_allocated": inst.bits_allocated,
+        "photometric_interpretation": inst.photometric_interpretation,
+        "view_position": inst.view_position,
+        "transfer_syntax_uid": inst.transfer_syntax_uid,
+        "file_path": relative,
+        "file_size": received.size,
+        "sha256": received.sha256,
+        "dicom_json": parsed.dicom_json,
+    }
 
 
 def _outcome(parsed: ParsedInstance, status: StoreStatus) -> StoreOutcome:
