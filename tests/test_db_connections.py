@@ -1,0 +1,52 @@
+"""Pooled PostgreSQL connections: one the server dropped is replaced before a request uses it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from service.db import create_db_engine
+from tests.conftest import POSTGRES_URL
+
+pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs VIGIL_TEST_DATABASE_URL")
+
+
+def _backend_pid(engine_url: str, *, ping_after_idle_s: float) -> tuple[int, int]:
+    """Return the server process of a pooled connection before and after the server drops it."""
+    engine = create_db_engine(engine_url, ping_after_idle_s=ping_after_idle_s, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            before = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        admin = create_engine(engine_url)
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+        admin.dispose()
+        time.sleep(ping_after_idle_s + 0.2)  # the pooled connection lies idle past the limit
+        with engine.connect() as conn:
+            after = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        return before, after
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use() -> None:
+    before, after = _backend_pid(POSTGRES_URL, ping_after_idle_s=0.3)
+    assert after != before
+
+
+def test_a_connection_in_steady_use_is_not_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = create_db_engine(POSTGRES_URL, ping_after_idle_s=60, pool_size=1)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(
+        engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn)
+    )
+    try:
+        for _ in range(5):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        assert pings == []
+    finally:
+        engine.dispose()
