@@ -6,6 +6,7 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
 
 from service.db import create_db_engine
 from tests.conftest import POSTGRES_URL
@@ -40,9 +41,12 @@ def test_a_connection_in_steady_use_is_not_pinged(monkeypatch: pytest.MonkeyPatc
     engine = create_db_engine(POSTGRES_URL, ping_after_idle_s=60, pool_size=1)
     pings: list[object] = []
     real_ping = engine.dialect.do_ping
-    monkeypatch.setattr(
-        engine.dialect, "do_ping", lambda conn: pings.append(conn) or real_ping(conn)
-    )
+
+    def counted_ping(dbapi_connection: DBAPIConnection) -> bool:
+        pings.append(dbapi_connection)
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted_ping)
     try:
         for _ in range(5):
             with engine.connect() as conn:

@@ -23,11 +23,11 @@ from service.analysis.schemas import (
     RequestedOut,
 )
 from service.analysis.views import analysis_out
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.dependencies import AnalysisReader, AnalysisRequester
 from service.auth.service import Principal
 from service.db import session_scope
-from service.deps import SessionDep, SessionFactoryDep, client_addr, request_id
+from service.deps import SessionDep, SessionFactoryDep
 from service.dicom import repository as archive
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, NotFound
@@ -68,13 +68,12 @@ def request_analyses(
             requested_by=principal.username,
         )
         session.flush()
-        record_access(
-            session=session,
-            principal=principal,
-            action="analysis.request",
+        record_request_access(
+            session,
+            request,
+            principal,
+            "analysis.request",
             status_code=202,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
             study_instance_uid=study_instance_uid,
             result_count=sum(1 for a in answers if a.analysis is not None),
         )
@@ -211,13 +210,11 @@ def _log_read(
     study_instance_uid: str,
     count: int,
 ) -> None:
-    record_access(
-        session=session,
-        principal=principal,
-        action=action,
-        status_code=200,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
+    record_request_access(
+        session,
+        request,
+        principal,
+        action,
         study_instance_uid=study_instance_uid,
         result_count=count,
     )

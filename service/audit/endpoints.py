@@ -15,7 +15,7 @@ from service.audit import repository
 from service.audit import service as audit_service
 from service.audit.report_files import GALLERY_DIR
 from service.audit.schemas import ReportOut, ReportRequest, SanityOut
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.dependencies import require
 from service.auth.roles import Permission
 from service.auth.service import Principal
@@ -154,12 +154,10 @@ def _file(
 
 
 def _log(session: Session, request: Request, principal: Principal, action: str, count: int) -> None:
-    record_access(
-        session=session,
-        principal=principal,
-        action=action,
-        status_code=200,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
+    record_request_access(
+        session,
+        request,
+        principal,
+        action,
         result_count=count,
     )

@@ -19,7 +19,7 @@ from service.audit import repository
 from service.audit import service as audit_service
 from service.audit.report_cases import ReportFilters
 from service.audit.report_files import GALLERY_DIR
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.page_dependencies import require_page
 from service.auth.roles import Permission, Role
 from service.auth.web_sessions import PageLogin
@@ -144,13 +144,11 @@ def _serve(
     if row.status is not ReportStatus.DONE or not path.is_file():
         raise NotFound(f"report {report_id} has no {name} ({row.status.value})")
     if name != "report.css":
-        record_access(
-            session=session,
-            principal=login.principal,
-            action="audit.report.read",
-            status_code=200,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
+        record_request_access(
+            session,
+            request,
+            login.principal,
+            "audit.report.read",
             result_count=row.analyses,
         )
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import cast
 
+from fastapi import Request
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
+from service.deps import client_addr, request_id
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
 
@@ -51,4 +53,32 @@ def record_access(
                 "request_id": request_id[:64],
             }
         ],
+    )
+
+
+def record_request_access(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    action: str,
+    *,
+    status_code: int = 200,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    result_count: int | None = None,
+) -> None:
+    """Insert the access-log row of an HTTP request: ``record_access`` with the request's
+    peer address and request id."""
+    record_access(
+        session=session,
+        principal=principal,
+        action=action,
+        status_code=status_code,
+        client_addr=client_addr(request),
+        request_id=request_id(request),
+        study_instance_uid=study_instance_uid,
+        series_instance_uid=series_instance_uid,
+        sop_instance_uid=sop_instance_uid,
+        result_count=result_count,
     )

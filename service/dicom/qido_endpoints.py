@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
 from service.db import session_scope
-from service.deps import SessionFactoryDep, SettingsDep, client_addr, request_id
+from service.deps import SessionFactoryDep, SettingsDep
 from service.dicom import qido
 from service.dicom.qido_params import Level, parse_search
 from service.dicom.uids import is_valid_uid
@@ -121,13 +121,11 @@ def _search(
             series_uid=series_uid,
         )
     with session_scope(factory) as session:
-        record_access(
-            session=session,
-            principal=principal,
-            action="dicom.search",
-            status_code=200,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
+        record_request_access(
+            session,
+            request,
+            principal,
+            "dicom.search",
             study_instance_uid=study_uid,
             series_instance_uid=series_uid,
             result_count=len(found.results),

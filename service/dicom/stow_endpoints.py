@@ -7,11 +7,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomStorer
 from service.auth.service import Principal
 from service.db import session_scope
-from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep, client_addr, request_id
+from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep
 from service.dicom.archive import Archive
 from service.dicom.failure import FailureReason
 from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
@@ -197,13 +197,11 @@ def _access_recorder(principal: Principal, request: Request) -> Audit:
     """Return the hook that writes a store's access-log row inside its transaction."""
 
     def record(session: Session, outcome: StoreOutcome) -> None:
-        record_access(
-            session=session,
-            principal=principal,
-            action="dicom.store",
-            status_code=200,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
+        record_request_access(
+            session,
+            request,
+            principal,
+            "dicom.store",
             study_instance_uid=outcome.study_instance_uid,
             series_instance_uid=outcome.series_instance_uid,
             sop_instance_uid=outcome.sop_instance_uid,
@@ -224,13 +222,12 @@ def _log_refusals(
         return
     with session_scope(session_factory) as session:
         for outcome in refused:
-            record_access(
-                session=session,
-                principal=principal,
-                action="dicom.store.refused",
+            record_request_access(
+                session,
+                request,
+                principal,
+                "dicom.store.refused",
                 status_code=409,
-                client_addr=client_addr(request),
-                request_id=request_id(request),
                 study_instance_uid=outcome.study_instance_uid or None,
                 series_instance_uid=outcome.series_instance_uid or None,
                 sop_instance_uid=outcome.sop_instance_uid,

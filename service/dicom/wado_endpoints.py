@@ -13,11 +13,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
 from service.db import session_scope
-from service.deps import ArchiveDep, SessionFactoryDep, client_addr, request_id
+from service.deps import ArchiveDep, SessionFactoryDep
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
 from service.dicom.multipart import iter_multipart_bytes, new_boundary, parse_content_type
@@ -158,13 +158,11 @@ def _record(
     transaction holds the one write lock, and a rendering must not hold up stores.
     """
     with session_scope(factory) as session:
-        record_access(
-            session=session,
-            principal=principal,
-            action=action,
-            status_code=200,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
+        record_request_access(
+            session,
+            request,
+            principal,
+            action,
             study_instance_uid=target.study,
             series_instance_uid=target.series,
             sop_instance_uid=target.instance,

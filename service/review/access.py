@@ -8,10 +8,10 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from service.analysis import repository as analyses
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.service import Principal
 from service.db import session_scope
-from service.deps import client_addr, request_id, session_factory_of
+from service.deps import session_factory_of
 from service.errors import NotFound
 from service.orm import Analysis, Instance, Series, Study
 
@@ -48,13 +48,12 @@ def log_access(
     _analysis, instance, series, study = context
 
     def write(into: Session) -> None:
-        record_access(
-            session=into,
-            principal=principal,
-            action=action,
+        record_request_access(
+            into,
+            request,
+            principal,
+            action,
             status_code=status_code,
-            client_addr=client_addr(request),
-            request_id=request_id(request),
             study_instance_uid=study.study_instance_uid,
             series_instance_uid=series.series_instance_uid,
             sop_instance_uid=instance.sop_instance_uid,

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from service.auth.access_log import record_access
+from service.auth.access_log import record_request_access
 from service.auth.page_dependencies import PageReviewer
-from service.deps import SessionDep, client_addr, request_id
+from service.deps import SessionDep
 from service.review import worklist
 from service.review.deps import ReviewViewsDep
 from service.review.rendering import render
@@ -32,13 +32,11 @@ def worklist_page(
 ) -> HTMLResponse:
     """Studies with analyses: filters, counts, paging; each row links to the study view."""
     result = worklist.build(session, query)
-    record_access(
-        session=session,
-        principal=login.principal,
-        action="review.worklist",
-        status_code=200,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
+    record_request_access(
+        session,
+        request,
+        login.principal,
+        "review.worklist",
         result_count=len(result.rows),
     )
     archive = request.app.state.archive
