@@ -69,10 +69,10 @@ def request_analyses(
         )
         session.flush()
         record_request_access(
-            session,
             request,
             principal,
             "analysis.request",
+            session=session,
             status_code=202,
             study_instance_uid=study_instance_uid,
             result_count=sum(1 for a in answers if a.analysis is not None),
@@ -185,8 +185,7 @@ def _image(
     if path is None:
         raise NotFound(f"analysis {analysis_id} has no {kind.value} overlay (not requested?)")
     action = "analysis.composite" if composite else "analysis.overlay"
-    with session_scope(factory) as session:
-        _log_read(session, principal, request, action, study.study_instance_uid, 1)
+    _log_read(None, principal, request, action, study.study_instance_uid, 1)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private"})
 
 
@@ -203,7 +202,7 @@ def _check_uid(uid: str) -> None:
 
 
 def _log_read(
-    session: Session,
+    session: Session | None,
     principal: Principal,
     request: Request,
     action: str,
@@ -211,10 +210,10 @@ def _log_read(
     count: int,
 ) -> None:
     record_request_access(
-        session,
         request,
         principal,
         action,
+        session=session,
         study_instance_uid=study_instance_uid,
         result_count=count,
     )

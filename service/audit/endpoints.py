@@ -155,9 +155,9 @@ def _file(
 
 def _log(session: Session, request: Request, principal: Principal, action: str, count: int) -> None:
     record_request_access(
-        session,
         request,
         principal,
         action,
+        session=session,
         result_count=count,
     )

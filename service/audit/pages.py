@@ -145,10 +145,10 @@ def _serve(
         raise NotFound(f"report {report_id} has no {name} ({row.status.value})")
     if name != "report.css":
         record_request_access(
-            session,
             request,
             login.principal,
             "audit.report.read",
+            session=session,
             result_count=row.analyses,
         )
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-store"})

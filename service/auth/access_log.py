@@ -10,7 +10,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
-from service.deps import client_addr, request_id
+from service.db import session_scope
+from service.deps import client_addr, request_id, session_factory_of
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
 
@@ -57,19 +58,38 @@ def record_access(
 
 
 def record_request_access(
-    session: Session,
     request: Request,
     principal: Principal,
     action: str,
     *,
+    session: Session | None = None,
     status_code: int = 200,
     study_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
     result_count: int | None = None,
 ) -> None:
-    """Insert the access-log row of an HTTP request: ``record_access`` with the request's
-    peer address and request id."""
+    """Insert the access-log row of an HTTP request (``record_access`` with the request's peer
+    address and request id): in ``session`` when given, committed with the request's work;
+    else committed now in a short transaction of its own.
+
+    The second suits reads done outside any writing transaction: on SQLite a writing
+    transaction holds the one write lock, and a search or a rendering must not hold up stores.
+    """
+    if session is None:
+        with session_scope(session_factory_of(request)) as own:
+            record_request_access(
+                request,
+                principal,
+                action,
+                session=own,
+                status_code=status_code,
+                study_instance_uid=study_instance_uid,
+                series_instance_uid=series_instance_uid,
+                sop_instance_uid=sop_instance_uid,
+                result_count=result_count,
+            )
+        return
     record_access(
         session=session,
         principal=principal,

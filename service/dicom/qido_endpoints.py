@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.db import session_scope
 from service.deps import SessionFactoryDep, SettingsDep
 from service.dicom import qido
 from service.dicom.qido_params import Level, parse_search
@@ -120,16 +119,14 @@ def _search(
             study_uid=study_uid,
             series_uid=series_uid,
         )
-    with session_scope(factory) as session:
-        record_request_access(
-            session,
-            request,
-            principal,
-            "dicom.search",
-            study_instance_uid=study_uid,
-            series_instance_uid=series_uid,
-            result_count=len(found.results),
-        )
+    record_request_access(
+        request,
+        principal,
+        "dicom.search",
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        result_count=len(found.results),
+    )
     # Counts and the level only: the query's values may name a patient.
     log.info(
         "qido.searched",

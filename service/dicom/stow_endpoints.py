@@ -198,10 +198,10 @@ def _access_recorder(principal: Principal, request: Request) -> Audit:
 
     def record(session: Session, outcome: StoreOutcome) -> None:
         record_request_access(
-            session,
             request,
             principal,
             "dicom.store",
+            session=session,
             study_instance_uid=outcome.study_instance_uid,
             series_instance_uid=outcome.series_instance_uid,
             sop_instance_uid=outcome.sop_instance_uid,
@@ -223,10 +223,10 @@ def _log_refusals(
     with session_scope(session_factory) as session:
         for outcome in refused:
             record_request_access(
-                session,
                 request,
                 principal,
                 "dicom.store.refused",
+                session=session,
                 status_code=409,
                 study_instance_uid=outcome.study_instance_uid or None,
                 series_instance_uid=outcome.series_instance_uid or None,

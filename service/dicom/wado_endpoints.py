@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.db import session_scope
 from service.deps import ArchiveDep, SessionFactoryDep
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
@@ -144,30 +143,18 @@ def _find(
         )
 
 
-def _record(
-    factory: sessionmaker[Session],
-    principal: Principal,
-    request: Request,
-    action: str,
-    target: Target,
-    n: int,
-) -> None:
-    """Commit the access-log row of a retrieve, in a short transaction of its own.
-
-    Files are read and pixels decoded before, outside any transaction: on SQLite a writing
-    transaction holds the one write lock, and a rendering must not hold up stores.
-    """
-    with session_scope(factory) as session:
-        record_request_access(
-            session,
-            request,
-            principal,
-            action,
-            study_instance_uid=target.study,
-            series_instance_uid=target.series,
-            sop_instance_uid=target.instance,
-            result_count=n,
-        )
+def _record(principal: Principal, request: Request, action: str, target: Target, n: int) -> None:
+    """Commit the access-log row of a retrieve, in a short transaction of its own (files
+    are read and pixels decoded before, outside any transaction)."""
+    record_request_access(
+        request,
+        principal,
+        action,
+        study_instance_uid=target.study,
+        series_instance_uid=target.series,
+        sop_instance_uid=target.instance,
+        result_count=n,
+    )
 
 
 # --- instances -------------------------------------------------------------------------------
@@ -222,7 +209,7 @@ def _instances(
     """Return the multipart/related application/dicom response of the target's instances."""
     accepted = dicom_transfer_syntaxes(parse_accept(request))
     parts = retrieve.plan_instance_parts(_find(factory, archive, target), accepted)
-    _record(factory, principal, request, "dicom.retrieve", target, len(parts))
+    _record(principal, request, "dicom.retrieve", target, len(parts))
     log.info("wado.instances", count=len(parts), transcoded=sum(1 for p in parts if p.transcode))
     boundary = new_boundary()
     media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
@@ -284,7 +271,7 @@ def _metadata(
     """Return the application/dicom+json array of the target's instance metadata."""
     _check_json_accept(parse_accept(request))
     located = _find(factory, archive, target, with_metadata=True)
-    _record(factory, principal, request, "dicom.retrieve.metadata", target, len(located))
+    _record(principal, request, "dicom.retrieve.metadata", target, len(located))
     return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
 
 
@@ -356,7 +343,7 @@ def _rendered(
     if len(numbers) != 1:
         raise BadRequest("a rendered image shows one frame: ask for one frame number")
     image = render.render(retrieve.read_dataset(item), frame_index=numbers[0] - 1, options=options)
-    _record(factory, principal, request, "dicom.retrieve.rendered", target, 1)
+    _record(principal, request, "dicom.retrieve.rendered", target, 1)
     return Response(image, media_type=options.media_type.value)
 
 
@@ -381,7 +368,7 @@ def retrieve_frames(
     numbers = retrieve.parse_frame_list(frame_list, item.instance.number_of_frames)
     encoding = retrieve.choose_frame_encoding(item.instance.transfer_syntax_uid, accepted)
     payloads = retrieve.frame_payloads(retrieve.read_dataset(item), numbers, encoding)
-    _record(factory, principal, request, "dicom.retrieve.frames", target, 1)
+    _record(principal, request, "dicom.retrieve.frames", target, 1)
     boundary = new_boundary()
     return StreamingResponse(
         iter_multipart_bytes([(p, encoding.content_type) for p in payloads], boundary),

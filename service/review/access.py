@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from service.analysis import repository as analyses
 from service.auth.access_log import record_request_access
 from service.auth.service import Principal
-from service.db import session_scope
 from service.deps import session_factory_of
 from service.errors import NotFound
 from service.orm import Analysis, Instance, Series, Study
@@ -46,22 +45,14 @@ def log_access(
     """Write an access-log row about one analysis's image: in the request's session when
     given (committed with its work), else in a short transaction of its own."""
     _analysis, instance, series, study = context
-
-    def write(into: Session) -> None:
-        record_request_access(
-            into,
-            request,
-            principal,
-            action,
-            status_code=status_code,
-            study_instance_uid=study.study_instance_uid,
-            series_instance_uid=series.series_instance_uid,
-            sop_instance_uid=instance.sop_instance_uid,
-            result_count=count,
-        )
-
-    if session is not None:
-        write(session)
-        return
-    with session_scope(session_factory_of(request)) as own:
-        write(own)
+    record_request_access(
+        request,
+        principal,
+        action,
+        session=session,
+        status_code=status_code,
+        study_instance_uid=study.study_instance_uid,
+        series_instance_uid=series.series_instance_uid,
+        sop_instance_uid=instance.sop_instance_uid,
+        result_count=count,
+    )

@@ -33,10 +33,10 @@ def worklist_page(
     """Studies with analyses: filters, counts, paging; each row links to the study view."""
     result = worklist.build(session, query)
     record_request_access(
-        session,
         request,
         login.principal,
         "review.worklist",
+        session=session,
         result_count=len(result.rows),
     )
     archive = request.app.state.archive
