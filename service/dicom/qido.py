@@ -192,7 +192,7 @@ def person_name(value: str) -> dict[str, Any]:
     return {"vr": "PN", "Value": [{name: text for name, text in groups if text}]}
 
 
-@lru_cache(maxsize=4096)  # bounded: includefield tags come from clients
+@lru_cache(maxsize=256)  # the keywords of the default, matching and index attributes
 def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
