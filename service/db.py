@@ -9,13 +9,17 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option: start this session's SQLite transaction with BEGIN IMMEDIATE.
 WRITE_LOCK_OPTION = "vigil_sqlite_write_lock"
+# Execution option: commit this SQLite transaction without waiting for the disk (see
+# session_scope's ``durable``).
+NOT_DURABLE_OPTION = "vigil_sqlite_not_durable"
+_SYNCHRONOUS = "vigil_synchronous"
 # A pooled server connection idle this long is checked before use (see _ping_after_idle).
 PING_AFTER_IDLE_S = 1.0
 _CHECKED_IN_AT = "vigil_checked_in_at"
@@ -68,21 +72,29 @@ def _ping_after_idle(engine: Engine, idle_s: float) -> None:
     event.listen(engine, "checkout", checking_out)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed row survives power loss, the same promise the archive makes for files.
     cursor.execute("PRAGMA synchronous=FULL")
+    record.info[_SYNCHRONOUS] = "FULL"
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
+    options = conn.get_execution_options()
+    # NORMAL in WAL mode: the commit is written to the WAL but not fsynced; the next FULL
+    # commit (or a checkpoint) flushes it with its own. Set per transaction, before BEGIN.
+    synchronous = "NORMAL" if options.get(NOT_DURABLE_OPTION, False) else "FULL"
+    if conn.info.get(_SYNCHRONOUS) != synchronous:
+        conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+        conn.info[_SYNCHRONOUS] = synchronous
     # Writers that read-then-write (ingest) take the write lock up front: a deferred
     # transaction could not upgrade once another writer committed in between.
-    immediate = conn.get_execution_options().get(WRITE_LOCK_OPTION, False)
+    immediate = options.get(WRITE_LOCK_OPTION, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -112,16 +124,22 @@ class _WriterLock:
 
 
 _SQLITE_WRITER = _WriterLock()
+_NOT_DURABLE_ON_SERVER = text("SET LOCAL synchronous_commit TO OFF")
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+def session_scope(factory: sessionmaker[Session], *, durable: bool = True) -> Iterator[Session]:
     """Yield a session for a unit of work; commit when the block succeeds, roll back if not.
 
     On SQLite the transaction takes the database's write lock at its first statement
     (BEGIN IMMEDIATE), in turn with this process's other writers: a transaction that reads
     and then writes could otherwise fail at once ("database is locked") when another writer
     committed in between. Read-only work uses a plain session instead.
+
+    ``durable=False`` commits without waiting for the database's disk flush (SQLite
+    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): the commit is atomic and
+    survives this process crashing, but a power loss or an operating-system crash in the
+    following moments may undo it. For rows whose loss costs less than the wait does.
     """
     bind = factory.kw.get("bind")
     sqlite = bind is not None and bind.dialect.name == "sqlite"
@@ -129,7 +147,11 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session = factory()
         try:
             if sqlite:
-                session.connection(execution_options={WRITE_LOCK_OPTION: True})
+                session.connection(
+                    execution_options={WRITE_LOCK_OPTION: True, NOT_DURABLE_OPTION: not durable}
+                )
+            elif not durable:
+                session.execute(_NOT_DURABLE_ON_SERVER)
             yield session
             session.commit()
         except BaseException:

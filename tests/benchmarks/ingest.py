@@ -322,6 +322,8 @@ def vigil_server(
         "fsync(series folder) and of each new parent folder",
         f"index: {index}",
         "commits per instance: 1 (index rows and access-log row together)",
+        "reads: each QIDO/WADO call commits an access-log row before answering, without "
+        "waiting for its flush (VIGIL_DURABLE_READ_LOG=false, the default)",
         "analyses on arrival: off (VIGIL_AUTO_ANALYSE=false)",
         f"server processes: {workers}",
     ]
