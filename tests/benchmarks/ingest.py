@@ -324,6 +324,7 @@ def vigil_server(
         "commits per instance: 1 (index rows and access-log row together)",
         "reads: each QIDO/WADO call commits an access-log row before answering, without "
         "waiting for its flush (VIGIL_DURABLE_READ_LOG=false, the default)",
+        "every call: its bearer token is looked up in the database",
         "analyses on arrival: off (VIGIL_AUTO_ANALYSE=false)",
         f"server processes: {workers}",
     ]
@@ -442,6 +443,7 @@ def orthanc_server(
             durability=[
                 "file: SyncStorageArea=true: written in place, fsync(file); no folder fsync",
                 f"index: {index}",
+                "every call: no authentication (AuthenticationEnabled=false), no access log",
             ],
             pid=proc.pid,
         )
@@ -746,7 +748,7 @@ def print_report(header: list[str], results: list[TargetResult], args: argparse.
     )
     if args.rounds > 1:
         print(f"rounds:   {args.rounds}; each value below is the best of its rounds")
-    print("\nTargets and durability (what is on disk before a store is answered):")
+    print("\nTargets: what is on disk before a store is answered, what each call checks and logs")
     for r in results:
         print(f"  {r.endpoint.name}: {r.endpoint.version}")
         for line in r.endpoint.durability:
