@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Execution option: start this session's SQLite transaction with BEGIN IMMEDIATE.
 WRITE_LOCK_OPTION = "vigil_sqlite_write_lock"
-# Execution option: commit this SQLite transaction without waiting for the disk (see
-# session_scope's ``durable``).
-NOT_DURABLE_OPTION = "vigil_sqlite_not_durable"
-_SYNCHRONOUS = "vigil_synchronous"
 # A pooled server connection idle this long is checked before use (see _ping_after_idle).
 PING_AFTER_IDLE_S = 1.0
 _CHECKED_IN_AT = "vigil_checked_in_at"
 
 
 def create_db_engine(
-    database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any
+    database_url: str,
+    *,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    durable_commits: bool = True,
+    **kwargs: Any,
 ) -> Engine:
-    """Return an engine; for SQLite, create the folder and switch on WAL and foreign keys."""
+    """Return an engine; for SQLite, create the folder and switch on WAL and foreign keys.
+
+    A commit waits until the database has flushed it to disk. ``durable_commits=False``
+    makes an engine whose commits do not wait (SQLite ``synchronous=NORMAL``, PostgreSQL
+    ``synchronous_commit=off``): each is atomic and survives this process crashing, but a
+    power loss or an operating-system crash in the following moments may undo it. For rows
+    whose loss costs less than the wait does, written on an engine of their own.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -36,12 +44,20 @@ def create_db_engine(
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # FULL: a committed row survives power loss, the promise the archive makes for files.
+        # NORMAL in WAL mode: the WAL is not fsynced at commit; the next FULL commit (or a
+        # checkpoint) flushes it with its own.
+        synchronous = "FULL" if durable_commits else "NORMAL"
+        event.listen(engine, "connect", partial(_sqlite_pragmas, synchronous=synchronous))
         # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs: do it ourselves.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    if not durable_commits:
+        kwargs["connect_args"] = kwargs.get("connect_args", {}) | {
+            "options": "-c synchronous_commit=off"
+        }
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine, ping_after_idle_s)
     return engine
@@ -72,30 +88,51 @@ def _ping_after_idle(engine: Engine, idle_s: float) -> None:
     event.listen(engine, "checkout", checking_out)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed row survives power loss, the same promise the archive makes for files.
-    cursor.execute("PRAGMA synchronous=FULL")
-    record.info[_SYNCHRONOUS] = "FULL"
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    options = conn.get_execution_options()
-    # NORMAL in WAL mode: the commit is written to the WAL but not fsynced; the next FULL
-    # commit (or a checkpoint) flushes it with its own. Set per transaction, before BEGIN.
-    synchronous = "NORMAL" if options.get(NOT_DURABLE_OPTION, False) else "FULL"
-    if conn.info.get(_SYNCHRONOUS) != synchronous:
-        conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
-        conn.info[_SYNCHRONOUS] = synchronous
     # Writers that read-then-write (ingest) take the write lock up front: a deferred
     # transaction could not upgrade once another writer committed in between.
-    immediate = options.get(WRITE_LOCK_OPTION, False)
+    immediate = conn.get_execution_options().get(WRITE_LOCK_OPTION, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def lookup_connection(engine: Engine) -> Connection:
+    """Return a connection for one read-only statement.
+
+    On a database server it runs in autocommit: the statement is its own transaction, which
+    spares the BEGIN and ROLLBACK round trips (two of the three a token lookup made).
+    """
+    connection = engine.connect()
+    if engine.dialect.name == "sqlite":
+        return connection  # its own BEGIN is in-process and cheap (see _sqlite_begin)
+    return connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def commit_statement(engine: Engine, statement: Executable, params: Mapping[str, Any]) -> None:
+    """Run one writing statement as a transaction of its own, committed before returning.
+
+    On a database server in autocommit: one round trip instead of BEGIN, statement, COMMIT.
+    On SQLite in turn with this process's other writers (see ``session_scope``).
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(statement, params)
+        return
+    with (
+        _SQLITE_WRITER,
+        engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection,
+    ):
+        connection.execute(statement, params)
+        connection.commit()
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -124,22 +161,16 @@ class _WriterLock:
 
 
 _SQLITE_WRITER = _WriterLock()
-_NOT_DURABLE_ON_SERVER = text("SET LOCAL synchronous_commit TO OFF")
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session], *, durable: bool = True) -> Iterator[Session]:
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Yield a session for a unit of work; commit when the block succeeds, roll back if not.
 
     On SQLite the transaction takes the database's write lock at its first statement
     (BEGIN IMMEDIATE), in turn with this process's other writers: a transaction that reads
     and then writes could otherwise fail at once ("database is locked") when another writer
     committed in between. Read-only work uses a plain session instead.
-
-    ``durable=False`` commits without waiting for the database's disk flush (SQLite
-    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): the commit is atomic and
-    survives this process crashing, but a power loss or an operating-system crash in the
-    following moments may undo it. For rows whose loss costs less than the wait does.
     """
     bind = factory.kw.get("bind")
     sqlite = bind is not None and bind.dialect.name == "sqlite"
@@ -147,11 +178,7 @@ def session_scope(factory: sessionmaker[Session], *, durable: bool = True) -> It
         session = factory()
         try:
             if sqlite:
-                session.connection(
-                    execution_options={WRITE_LOCK_OPTION: True, NOT_DURABLE_OPTION: not durable}
-                )
-            elif not durable:
-                session.execute(_NOT_DURABLE_ON_SERVER)
+                session.connection(execution_options={WRITE_LOCK_OPTION: True})
             yield session
             session.commit()
         except BaseException:

@@ -15,6 +15,8 @@ from service.migrate import upgrade
 from service.settings import Settings
 
 log = get_logger(__name__)
+# One statement at a time, a few milliseconds each: a handful of connections is plenty.
+_SMALL_POOL = {"pool_size": 4, "max_overflow": 4}
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,12 @@ class Runtime:
     engine: Engine
     session_factory: sessionmaker[Session]
     archive: Archive
+    # The same database, for rows whose commit need not wait for the disk (reads' log rows).
+    unflushed_engine: Engine
 
     def close(self) -> None:
         self.engine.dispose()
+        self.unflushed_engine.dispose()
 
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -39,6 +44,9 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         engine=engine,
         session_factory=create_session_factory(engine),
         archive=Archive(settings.archive_path, fsync=settings.fsync),
+        unflushed_engine=create_db_engine(
+            settings.database_url, durable_commits=False, **_SMALL_POOL
+        ),
     )
 
 

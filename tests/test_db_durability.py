@@ -1,23 +1,31 @@
-"""How long a commit waits: stores until the disk has it; a read's access-log row, by default, not.
+"""Transactions: a store's commit waits for the disk, a read's access-log row by default not,
+and a one-statement lookup needs no transaction at all.
 
 On SQLite the flush setting is ``PRAGMA synchronous`` (2 = FULL, 1 = NORMAL), on PostgreSQL
-``synchronous_commit``; each is asked from inside the transaction it governs.
+``synchronous_commit``; each engine's connections are asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, event, func, select, text, update
 
 from service.app import create_app
 from service.auth import service as auth_service
 from service.auth.roles import Role
-from service.db import create_db_engine, create_session_factory, session_scope
+from service.db import (
+    commit_statement,
+    create_db_engine,
+    create_session_factory,
+    lookup_connection,
+    session_scope,
+)
+from service.orm import ApiToken
+from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import bearer
 from tests.factories import make_cr, to_bytes
@@ -32,63 +40,97 @@ def one_connection(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _flush_setting(session: Session) -> str:
-    if session.get_bind().dialect.name == "sqlite":
-        return {2: "full", 1: "normal"}[session.execute(text("PRAGMA synchronous")).scalar_one()]
-    return str(session.execute(text("SHOW synchronous_commit")).scalar_one())
+def _flush_setting(connection: Connection) -> str:
+    if connection.dialect.name == "sqlite":
+        value = connection.execute(text("PRAGMA synchronous")).scalar_one()
+        return {2: "full", 1: "normal"}[value]
+    return str(connection.execute(text("SHOW synchronous_commit")).scalar_one())
 
 
-def test_a_unit_of_work_waits_for_the_disk_unless_told_not_to(one_connection: Engine) -> None:
-    factory = create_session_factory(one_connection)
-    sqlite = one_connection.dialect.name == "sqlite"
-    with session_scope(factory) as session:
-        assert _flush_setting(session) == ("full" if sqlite else "on")
-    with session_scope(factory, durable=False) as session:
-        assert _flush_setting(session) == ("normal" if sqlite else "off")
-    # The same pooled connection, next transaction: back to waiting for the disk.
-    with session_scope(factory) as session:
-        assert _flush_setting(session) == ("full" if sqlite else "on")
+def test_commits_wait_for_the_disk_unless_the_engine_is_made_not_to(database_url: str) -> None:
+    durable = create_db_engine(database_url)
+    unflushed = create_db_engine(database_url, durable_commits=False)
+    sqlite = durable.dialect.name == "sqlite"
+    try:
+        with durable.connect() as connection:
+            assert _flush_setting(connection) == ("full" if sqlite else "on")
+        with unflushed.connect() as connection:
+            assert _flush_setting(connection) == ("normal" if sqlite else "off")
+    finally:
+        durable.dispose()
+        unflushed.dispose()
 
 
-def _relaxed_commits(settings: Settings, durable_read_log: bool) -> tuple[list[str], int]:
-    """Store one instance and retrieve it; return the log actions and the relaxed commits."""
+def test_a_statement_committed_on_its_own_is_there_for_others(database_url: str) -> None:
+    engine = create_db_engine(database_url, durable_commits=False)
+    factory = create_session_factory(engine)
+    try:
+        with session_scope(factory) as session:
+            _token, _secret = auth_service.create_token(session=session, role=Role.AUDITOR)
+        commit_statement(engine, update(ApiToken).values(name="renamed"), {})
+        with factory() as session:
+            assert session.scalars(select(ApiToken.name)).all() == ["renamed"]
+    finally:
+        engine.dispose()
+
+
+def _log_inserts(settings: Settings, durable_read_log: bool) -> tuple[list[str], int, int]:
+    """Store one instance and retrieve it; return the log actions and where rows went in."""
     settings = settings.model_copy(
         update={"durable_read_log": durable_read_log, "auto_analyse": False}
     )
-    relaxed: list[str] = []
+    inserts = {"durable": 0, "unflushed": 0}
 
-    def watch(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement in ("PRAGMA synchronous=NORMAL", "SET LOCAL synchronous_commit TO OFF"):
-            relaxed.append(statement)
+    def counter(kind: str) -> Callable[..., None]:
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("INSERT INTO access_log"):
+                inserts[kind] += 1
+
+        return count
 
     with TestClient(create_app(settings)) as client:
-        engine: Engine = client.app.state.runtime.engine  # type: ignore[attr-defined]
-        with session_scope(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        with session_scope(runtime.session_factory) as session:
             _token, secret = auth_service.create_token(session=session, role=Role.INTEGRATION)
+        event.listen(runtime.engine, "before_cursor_execute", counter("durable"))
+        event.listen(runtime.unflushed_engine, "before_cursor_execute", counter("unflushed"))
         ds = make_cr()
         assert stow(client, secret, [to_bytes(ds)]).status_code == 200
-        event.listen(engine, "before_cursor_execute", watch)
         url = (
             f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
             f"/instances/{ds.SOPInstanceUID}"
         )
-        response = client.get(url, headers=bearer(secret))
-        assert response.status_code == 200
-        event.remove(engine, "before_cursor_execute", watch)
-        with client.app.state.session_factory() as session:  # type: ignore[attr-defined]
+        assert client.get(url, headers=bearer(secret)).status_code == 200
+        with runtime.session_factory() as session:
             rows = session.execute(text("SELECT action FROM access_log ORDER BY at"))
-            return [r[0] for r in rows], len(relaxed)
+            return [r[0] for r in rows], inserts["durable"], inserts["unflushed"]
 
 
 def test_a_reads_log_row_is_committed_before_the_answer_without_waiting_for_the_disk(
     settings: Settings,
 ) -> None:
-    actions, relaxed = _relaxed_commits(settings, durable_read_log=False)
+    actions, durable, unflushed = _log_inserts(settings, durable_read_log=False)
     assert actions == ["dicom.store", "dicom.retrieve"]
-    assert relaxed == 1
+    assert (durable, unflushed) == (1, 1)  # the store's row with the store, the read's apart
 
 
 def test_durable_read_log_waits_for_the_disk_as_a_store_does(settings: Settings) -> None:
-    actions, relaxed = _relaxed_commits(settings, durable_read_log=True)
+    actions, durable, unflushed = _log_inserts(settings, durable_read_log=True)
     assert actions == ["dicom.store", "dicom.retrieve"]
-    assert relaxed == 0
+    assert (durable, unflushed) == (2, 0)
+
+
+def test_a_lookup_leaves_its_pooled_connection_ready_for_a_unit_of_work(
+    one_connection: Engine,
+) -> None:
+    """A lookup runs in autocommit on a server database; the connection it hands back to
+    the pool must roll back a failed unit of work as before."""
+    factory = create_session_factory(one_connection)
+    with lookup_connection(one_connection) as connection:
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    with pytest.raises(RuntimeError), session_scope(factory) as session:
+        auth_service.create_token(session=session, role=Role.INTEGRATION)
+        session.flush()
+        raise RuntimeError("the unit of work fails after writing")
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(ApiToken)) == 0

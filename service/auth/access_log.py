@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from fastapi import Request
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
-from service.db import session_scope
-from service.deps import client_addr, request_id, session_factory_of
+from service.db import commit_statement
+from service.deps import client_addr, request_id
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
+from service.runtime import Runtime
 
 # A Core INSERT built once: every request that touches patient data runs it, and adding an
 # ORM object for the session to flush cost twice as much.
@@ -37,22 +38,17 @@ def record_access(
     session.execute(
         _INSERT,
         [
-            {
-                "id": uuid.uuid4(),
-                "at": utcnow(),
-                "user_pk": principal.user_pk,
-                "token_pk": principal.token_pk,
-                "username": principal.username,
-                "role": principal.role.value,
-                "action": action,
-                "study_instance_uid": study_instance_uid,
-                "series_instance_uid": series_instance_uid,
-                "sop_instance_uid": sop_instance_uid,
-                "result_count": result_count,
-                "status_code": status_code,
-                "client_addr": client_addr[:64],
-                "request_id": request_id[:64],
-            }
+            _row(
+                principal,
+                action,
+                status_code,
+                client_addr,
+                request_id,
+                study_instance_uid,
+                series_instance_uid,
+                sop_instance_uid,
+                result_count,
+            )
         ],
     )
 
@@ -69,39 +65,59 @@ def record_request_access(
     sop_instance_uid: str | None = None,
     result_count: int | None = None,
 ) -> None:
-    """Insert the access-log row of an HTTP request (``record_access`` with the request's peer
-    address and request id): in ``session`` when given, committed with the request's work;
-    else committed now in a short transaction of its own.
+    """Insert the access-log row of an HTTP request (with its peer address and request id):
+    in ``session`` when given, committed with the request's work; else committed now, on its
+    own, before the answer goes out.
 
     The second suits reads done outside any writing transaction: on SQLite a writing
     transaction holds the one write lock, and a search or a rendering must not hold up stores.
-    It commits without waiting for the disk flush unless ``VIGIL_DURABLE_READ_LOG`` is set
-    (see ``session_scope``): on a 512² retrieve that wait was a third of the answer's time.
+    It commits without waiting for the disk flush (the runtime's ``unflushed_engine``) unless
+    ``VIGIL_DURABLE_READ_LOG`` is set: on a 512² retrieve that wait was a third of the
+    answer's time.
     """
-    if session is None:
-        durable = request.app.state.settings.durable_read_log
-        with session_scope(session_factory_of(request), durable=durable) as own:
-            record_request_access(
-                request,
-                principal,
-                action,
-                session=own,
-                status_code=status_code,
-                study_instance_uid=study_instance_uid,
-                series_instance_uid=series_instance_uid,
-                sop_instance_uid=sop_instance_uid,
-                result_count=result_count,
-            )
-        return
-    record_access(
-        session=session,
-        principal=principal,
-        action=action,
-        status_code=status_code,
-        client_addr=client_addr(request),
-        request_id=request_id(request),
-        study_instance_uid=study_instance_uid,
-        series_instance_uid=series_instance_uid,
-        sop_instance_uid=sop_instance_uid,
-        result_count=result_count,
+    row = _row(
+        principal,
+        action,
+        status_code,
+        client_addr(request),
+        request_id(request),
+        study_instance_uid,
+        series_instance_uid,
+        sop_instance_uid,
+        result_count,
     )
+    if session is not None:
+        session.execute(_INSERT, [row])
+        return
+    runtime: Runtime = request.app.state.runtime
+    durable = runtime.settings.durable_read_log
+    commit_statement(runtime.engine if durable else runtime.unflushed_engine, _INSERT, row)
+
+
+def _row(
+    principal: Principal,
+    action: str,
+    status_code: int,
+    client_addr: str,
+    request_id: str,
+    study_instance_uid: str | None,
+    series_instance_uid: str | None,
+    sop_instance_uid: str | None,
+    result_count: int | None,
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "at": utcnow(),
+        "user_pk": principal.user_pk,
+        "token_pk": principal.token_pk,
+        "username": principal.username,
+        "role": principal.role.value,
+        "action": action,
+        "study_instance_uid": study_instance_uid,
+        "series_instance_uid": series_instance_uid,
+        "sop_instance_uid": sop_instance_uid,
+        "result_count": result_count,
+        "status_code": status_code,
+        "client_addr": client_addr[:64],
+        "request_id": request_id[:64],
+    }

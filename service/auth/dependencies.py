@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from service.auth import service as auth_service
 from service.auth.roles import Permission, allows
 from service.auth.service import Principal
+from service.db import lookup_connection
 from service.deps import engine_of
 from service.errors import Forbidden, NotAuthenticated
 from service.log_config import get_logger
@@ -25,7 +26,7 @@ def get_principal(request: Request) -> Principal:
         raise NotAuthenticated("this route needs an API token: Authorization: Bearer <token>")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
-    with engine_of(request).connect() as connection:  # read-only: rolled back
+    with lookup_connection(engine_of(request)) as connection:
         principal = auth_service.authenticate_token(connection=connection, secret=secret.strip())
     request.state.principal = principal
     return principal
