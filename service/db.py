@@ -117,6 +117,27 @@ def lookup_connection(engine: Engine) -> Connection:
     return connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@contextmanager
+def lookup_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Yield a session for read-only lookups; it is closed without a commit.
+
+    On a database server its statements run in autocommit, each seeing the database as it is
+    when it runs, which spares the BEGIN and ROLLBACK round trips. For reads whose
+    statements need not agree on one moment: a search's counts may already include an
+    instance stored after its list was read.
+    """
+    bind = factory.kw.get("bind")
+    if bind is None or bind.dialect.name == "sqlite":
+        with factory() as session:
+            yield session
+        return
+    with (
+        bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        factory(bind=connection) as session,
+    ):
+        yield session
+
+
 def commit_statement(engine: Engine, statement: Executable, params: Mapping[str, Any]) -> None:
     """Run one writing statement as a transaction of its own, committed before returning.
 

@@ -22,6 +22,7 @@ from service.db import (
     create_db_engine,
     create_session_factory,
     lookup_connection,
+    lookup_session,
     session_scope,
 )
 from service.orm import ApiToken
@@ -120,14 +121,22 @@ def test_durable_read_log_waits_for_the_disk_as_a_store_does(settings: Settings)
     assert (durable, unflushed) == (2, 0)
 
 
+@pytest.mark.parametrize("lookup", ["connection", "session"])
 def test_a_lookup_leaves_its_pooled_connection_ready_for_a_unit_of_work(
-    one_connection: Engine,
+    one_connection: Engine, lookup: str
 ) -> None:
     """A lookup runs in autocommit on a server database; the connection it hands back to
     the pool must roll back a failed unit of work as before."""
     factory = create_session_factory(one_connection)
-    with lookup_connection(one_connection) as connection:
-        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    if lookup == "connection":
+        with lookup_connection(one_connection) as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    else:
+        with lookup_session(factory) as session:
+            assert session.execute(text("SELECT 1")).scalar_one() == 1
+            if one_connection.dialect.name != "sqlite":
+                dbapi = session.connection().connection.dbapi_connection
+                assert dbapi is not None and dbapi.autocommit
     with pytest.raises(RuntimeError), session_scope(factory) as session:
         auth_service.create_token(session=session, role=Role.INTEGRATION)
         session.flush()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
+from service.db import lookup_session
 from service.deps import SessionFactoryDep, SettingsDep
 from service.dicom import qido
 from service.dicom.qido_params import Level, parse_search
@@ -109,9 +110,9 @@ def _search(
         max_limit=settings.qido_max_limit,
     )
     base_url = settings.base_url or str(request.base_url).rstrip("/")
-    # Searched in a read-only transaction, logged in a short writing one: on SQLite a writing
+    # Searched read-only, logged in a short writing transaction: on SQLite a writing
     # transaction holds the one write lock, and searches should not queue behind stores.
-    with factory() as session:
+    with lookup_session(factory) as session:
         found = qido.search(
             session=session,
             spec=spec,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
+from service.db import lookup_session
 from service.deps import ArchiveDep, SessionFactoryDep
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
@@ -136,8 +137,8 @@ def _check_json_accept(ranges: list[MediaRange]) -> None:
 def _find(
     factory: sessionmaker[Session], archive: Archive, target: Target, *, with_metadata: bool = False
 ) -> list[retrieve.Located]:
-    """Look the target's instances up in a read-only transaction (no write lock held)."""
-    with factory() as session:
+    """Look the target's instances up read-only (no write lock held)."""
+    with lookup_session(factory) as session:
         return retrieve.find_instances(
             session=session, archive=archive, target=target, with_metadata=with_metadata
         )
