@@ -126,15 +126,7 @@ def lookup_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     statements need not agree on one moment: a search's counts may already include an
     instance stored after its list was read.
     """
-    bind = factory.kw.get("bind")
-    if bind is None or bind.dialect.name == "sqlite":
-        with factory() as session:
-            yield session
-        return
-    with (
-        bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
-        factory(bind=connection) as session,
-    ):
+    with lookup_connection(factory.kw["bind"]) as connection, factory(bind=connection) as session:
         yield session
 
 
