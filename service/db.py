@@ -32,12 +32,14 @@ def create_db_engine(
     """Return an engine; for SQLite, create the folder and switch on WAL and foreign keys.
 
     A commit waits until the database has flushed it to disk. ``durable_commits=False``
-    makes an engine whose commits do not wait (SQLite ``synchronous=NORMAL``, PostgreSQL
-    ``synchronous_commit=off``): each is atomic and survives this process crashing, but a
-    power loss or an operating-system crash in the following moments may undo it. For rows
-    whose loss costs less than the wait does, written on an engine of their own.
+    (SQLite only) makes an engine whose commits do not wait: each is atomic and survives
+    this process crashing, but a power loss or an operating-system crash in the following
+    moments may undo it. For rows whose loss costs less than the wait does, written on an
+    engine of their own.
     """
     url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" and not durable_commits:
+        raise ValueError("commits that do not wait for the disk are an SQLite setting here")
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -54,10 +56,6 @@ def create_db_engine(
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    if not durable_commits:
-        kwargs["connect_args"] = kwargs.get("connect_args", {}) | {
-            "options": "-c synchronous_commit=off"
-        }
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine, ping_after_idle_s)
     return engine

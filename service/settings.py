@@ -45,9 +45,10 @@ class Settings(BaseSettings):
     accept_non_image: bool = False
     # fsync each stored file and its folder before answering; turn off only for throwaway data.
     fsync: bool = True
-    # A read's access-log row is committed before the answer; true also waits for the
-    # database's disk flush (as a store's always does). False: a power loss in the following
-    # moments may lose the last reads' rows (a crash of Vigil itself loses none).
+    # A read's access-log row is committed before the answer; on SQLite, true also waits for
+    # the disk flush (as a store's always does). False: a power loss in the following moments
+    # may lose the last reads' rows (a crash of Vigil itself loses none). PostgreSQL always
+    # waits (its flush is cheap; see runtime.read_log_engine).
     durable_read_log: bool = False
 
     # Models and analyses.

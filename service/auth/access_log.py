@@ -71,9 +71,7 @@ def record_request_access(
 
     The second suits reads done outside any writing transaction: on SQLite a writing
     transaction holds the one write lock, and a search or a rendering must not hold up stores.
-    It commits without waiting for the disk flush (the runtime's ``unflushed_engine``) unless
-    ``VIGIL_DURABLE_READ_LOG`` is set: on a 512² retrieve that wait was a third of the
-    answer's time.
+    It commits on the runtime's ``read_log_engine`` (on SQLite, without waiting for the disk).
     """
     row = _row(
         principal,
@@ -90,8 +88,7 @@ def record_request_access(
         session.execute(_INSERT, [row])
         return
     runtime: Runtime = request.app.state.runtime
-    durable = runtime.settings.durable_read_log
-    commit_statement(runtime.engine if durable else runtime.unflushed_engine, _INSERT, row)
+    commit_statement(runtime.read_log_engine, _INSERT, row)
 
 
 def _row(

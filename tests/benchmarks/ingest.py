@@ -317,13 +317,17 @@ def vigil_server(
         if postgres
         else "SQLite WAL, synchronous=FULL (the WAL is fsynced at every commit)"
     )
+    read_log = (
+        "flushed, as every PostgreSQL commit"
+        if postgres
+        else "not waiting for its flush: VIGIL_DURABLE_READ_LOG=false, the default"
+    )
     durability = [
         "file: written to .incoming/, fsync(file), rename into <study>/<series>/, "
         "fsync(series folder) and of each new parent folder",
         f"index: {index}",
         "commits per instance: 1 (index rows and access-log row together)",
-        "reads: each QIDO/WADO call commits an access-log row before answering, without "
-        "waiting for its flush (VIGIL_DURABLE_READ_LOG=false, the default)",
+        f"reads: each QIDO/WADO call commits an access-log row before answering ({read_log})",
         "every call: its bearer token is looked up in the database",
         "analyses on arrival: off (VIGIL_AUTO_ANALYSE=false)",
         f"server processes: {workers}",
