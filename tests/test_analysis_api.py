@@ -18,12 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.uid import generate_uid
+from sqlalchemy import select
 
 from service.analysis import overlay_images
 from service.app import create_app
 from service.auth.roles import Role
 from service.dicom.parse import parse_instance
 from service.dicom.repository import get_instance
+from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from service.settings import Settings
 from service.worker.jobs import InProcessJobs
@@ -96,6 +98,24 @@ def test_an_arriving_chest_radiograph_is_analysed(
     assert bias["method"] == "gradcam" and bias["relevant_region"] == "body"  # no lung model
     assert set(bias["metrics"]) >= {"relevant_share", "border_share", "peak"}
     assert isinstance(bias["flagged"], bool) and bias["flagged"] == bool(bias["flags"])
+
+
+def test_filing_the_results_writes_their_access_log_rows(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    ds = make_cr(rows=96, columns=80)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
+    [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    assert result["status"] == "done", result["failure_reason"]
+    with runtime.session_factory() as session:
+        rows = session.scalars(
+            select(AccessLogEntry).where(AccessLogEntry.action == "analysis.output")
+        ).all()
+    assert sorted(str(r.sop_instance_uid) for r in rows) == sorted(result["outputs"].values())
+    assert {(r.username, r.request_id, r.study_instance_uid) for r in rows} == {
+        ("system:analysis", queued["id"], ds.StudyInstanceUID)
+    }
 
 
 def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
