@@ -41,7 +41,7 @@ class IncomingWriter:
         self.size = 0
         self.too_large = False
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if self.too_large:
             return  # keep consuming the input, store nothing more
         self.size += len(chunk)

@@ -121,7 +121,7 @@ class MultipartRelatedReader:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._current.writer is not None:
-            self._current.writer.write(data[start:end])
+            self._current.writer.write(memoryview(data)[start:end])  # a view: no copy
 
     def _part_end(self) -> None:
         content_type, _ = parse_content_type(self._current.headers.get("content-type"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -83,6 +85,7 @@ async def _receive_parts(
     request: Request, settings: Settings, archive: Archive
 ) -> list[ReceivedPart]:
     media_type, params = parse_content_type(request.headers.get("content-type"))
+    reader: _BodyReader
     if media_type == "application/dicom":
         reader = _SinglePartReader(archive, settings.max_instance_bytes)
     elif media_type == "multipart/related":
@@ -92,7 +95,7 @@ async def _receive_parts(
                 f'parts of type "{part_type}" are not supported; send '
                 'multipart/related; type="application/dicom"'
             )
-        reader = MultipartRelatedReader(  # type: ignore[assignment]
+        reader = MultipartRelatedReader(
             boundary=params.get("boundary", ""),
             archive=archive,
             max_part_bytes=settings.max_instance_bytes,
@@ -104,7 +107,8 @@ async def _receive_parts(
             'multipart/related; type="application/dicom"'
         )
     received = 0
-    pending = bytearray()
+    batch: list[bytes] = []  # chunks as received: joining them would copy the body again
+    batched = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -112,12 +116,13 @@ async def _receive_parts(
                 raise PayloadTooLarge(
                     f"request body over the limit of {settings.max_request_bytes} bytes"
                 )
-            pending += chunk
-            if len(pending) >= _FEED_BATCH_BYTES:
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= _FEED_BATCH_BYTES:
                 # Hashing and writing a large body would stall every other request.
-                await run_in_threadpool(reader.feed, bytes(pending))
-                pending.clear()
-        reader.feed(bytes(pending))  # under one batch: cheaper here than a thread hop
+                await run_in_threadpool(_feed, reader, batch)
+                batch, batched = [], 0
+        _feed(reader, batch)  # under one batch: cheaper here than a thread hop
         parts = reader.finish()
     except BaseException:
         reader.discard()
@@ -125,6 +130,17 @@ async def _receive_parts(
     if not parts:
         raise BadRequest("the request holds no instances")
     return parts
+
+
+class _BodyReader(Protocol):
+    def feed(self, chunk: bytes) -> None: ...
+    def finish(self) -> list[ReceivedPart]: ...
+    def discard(self) -> None: ...
+
+
+def _feed(reader: _BodyReader, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        reader.feed(chunk)
 
 
 class _SinglePartReader:
