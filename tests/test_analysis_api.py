@@ -17,6 +17,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -66,14 +67,22 @@ def analyses_of(api: TestClient, token: str, study_uid: str) -> list[dict[str, A
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_an_arriving_chest_radiograph_is_analysed(
-    api: TestClient, tokens: dict[Role, str], runtime: Runtime
-) -> None:
+def analysed_on_arrival(
+    api: TestClient, tokens: dict[Role, str]
+) -> tuple[Dataset, dict[str, Any], dict[str, Any]]:
+    """Store a small CR and wait for its analysis on arrival; return the image, the analysis
+    as first listed, and the analysis once it has finished (done or failed)."""
     ds = make_cr(rows=96, columns=80)
     assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
     [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+    return ds, queued, wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+
+
+def test_an_arriving_chest_radiograph_is_analysed(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    ds, queued, result = analysed_on_arrival(api, tokens)
     assert queued["trigger"] == "arrival"
-    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
     assert result["status"] == "done", result["failure_reason"]
     assert result["model"]["name"] == TEST_CLASSIFIER
     assert result["model"]["version"] == "0.0.1"
@@ -103,10 +112,7 @@ def test_an_arriving_chest_radiograph_is_analysed(
 def test_filing_the_results_writes_their_access_log_rows(
     api: TestClient, tokens: dict[Role, str], runtime: Runtime
 ) -> None:
-    ds = make_cr(rows=96, columns=80)
-    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
-    [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    ds, queued, result = analysed_on_arrival(api, tokens)
     assert result["status"] == "done", result["failure_reason"]
     with runtime.session_factory() as session:
         rows = session.scalars(
@@ -121,10 +127,7 @@ def test_filing_the_results_writes_their_access_log_rows(
 def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
     api: TestClient, tokens: dict[Role, str]
 ) -> None:
-    ds = make_cr(rows=96, columns=80)
-    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
-    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    done = wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    _, analysis, done = analysed_on_arrival(api, tokens)
     assert set(done["overlays"]) == {"gradcam", "probability"}
     for kind in done["overlays"]:
         response = api.get(
@@ -150,10 +153,7 @@ def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
 def test_dicom_outputs_join_the_source_study_and_read_back(
     api: TestClient, tokens: dict[Role, str]
 ) -> None:
-    ds = make_cr(rows=96, columns=80)
-    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
-    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    done = wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    ds, _, done = analysed_on_arrival(api, tokens)
     found = api.get(
         "/dicomweb/instances",
         params={"StudyInstanceUID": ds.StudyInstanceUID},
@@ -299,10 +299,7 @@ def test_outputs_of_the_rg1_chest_cr_are_valid_and_the_right_size(
 def test_overlay_images_missing_on_disk_are_drawn_on_request(
     api: TestClient, tokens: dict[Role, str], analysis_settings: Settings
 ) -> None:
-    ds = make_cr(rows=96, columns=80)
-    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
-    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    _, analysis, _ = analysed_on_arrival(api, tokens)
     folder = analysis_settings.results_path / analysis["id"]
     for png in folder.glob("*.png"):
         png.unlink()
@@ -321,10 +318,7 @@ def test_outputs_over_the_size_limit_fail_the_analysis_with_the_reason_and_leave
     # object fails the analysis with the archive's reason, and no prepared file is left.
     small = analysis_settings.model_copy(update={"max_instance_bytes": 30_000})
     with TestClient(create_app(small)) as client:
-        ds = make_cr(rows=96, columns=80)
-        assert stow(client, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
-        [queued] = analyses_of(client, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-        result = wait_done(client, tokens[Role.CLINICIAN], queued["id"])
+        ds, _, result = analysed_on_arrival(client, tokens)
     assert result["status"] == "failed"
     assert "could not be filed" in result["failure_reason"]
     assert "over the limit of 30000 bytes" in result["failure_reason"]
@@ -342,10 +336,7 @@ def test_an_analysis_that_stops_before_filing_leaves_no_prepared_files(
         raise RuntimeError("the report could not be built")
 
     monkeypatch.setattr(outputs, "structured_report", broken)
-    ds = make_cr(rows=96, columns=80)
-    assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
-    [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    result = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    ds, _, result = analysed_on_arrival(api, tokens)
     assert result["status"] == "failed" and "internal error" in result["failure_reason"]
     assert list(runtime.archive.incoming.iterdir()) == []  # the helper's pictures discarded
     assert [p.stem for p in runtime.archive.root.rglob("*.dcm")] == [ds.SOPInstanceUID]
@@ -402,10 +393,7 @@ def test_a_store_need_not_wait_for_an_overlay_being_drawn(
 ) -> None:
     # Drawing on request takes about a second for a full-size radiograph; on SQLite a request
     # that drew inside its writing transaction would hold every store up that long.
-    ds = make_cr(rows=96, columns=80)
-    stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)])
-    [analysis] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
-    wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    _, analysis, _ = analysed_on_arrival(api, tokens)
     api.app.state.analysis.jobs.wait_idle()  # type: ignore[attr-defined]
     for png in (analysis_settings.results_path / analysis["id"]).glob("*.png"):
         png.unlink()
