@@ -18,12 +18,14 @@ from pydicom.encaps import get_frame
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import UID
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.dicom import repository
 from service.dicom.archive import Archive
 from service.dicom.dicom_json import DicomJson, tag_key
 from service.dicom.multipart import iter_multipart_files
+from service.dicom.repository import StoredFile
 from service.dicom.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -32,7 +34,6 @@ from service.dicom.uids import (
 )
 from service.errors import BadRequest, NotAcceptable, NotFound
 from service.log_config import get_logger
-from service.orm import Instance
 
 log = get_logger(__name__)
 
@@ -78,7 +79,7 @@ class Target:
 class Located:
     """A stored instance found for a retrieve, with the absolute path of its file."""
 
-    instance: Instance
+    instance: StoredFile
     path: Path
 
 
@@ -125,22 +126,23 @@ def check_uids(target: Target) -> None:
 
 
 def find_instances(
-    *, session: Session, archive: Archive, target: Target, with_metadata: bool = False
+    *, connection: Connection, archive: Archive, target: Target, with_metadata: bool = False
 ) -> list[Located]:
     """Return the stored instances under a target; NotFound naming the level that is missing.
 
     ``with_metadata`` loads their DICOM JSON (and skips checking their files, unread then).
     """
     check_uids(target)
-    rows = repository.list_instances_in(
-        session,
+    rows = repository.list_stored_files(
+        connection,
         study_instance_uid=target.study,
         series_instance_uid=target.series,
         sop_instance_uid=target.instance,
         with_metadata=with_metadata,
     )
     if not rows:
-        raise NotFound(_not_found_reason(session, target))
+        with Session(bind=connection) as session:
+            raise NotFound(_not_found_reason(session, target))
     located = [Located(inst, archive.path(inst.file_path)) for inst in rows]
     if not with_metadata:  # metadata comes from the database; only the others read files
         for item in located:
@@ -175,7 +177,7 @@ def metadata(located: list[Located]) -> list[DicomJson]:
     """
     out: list[DicomJson] = []
     for item in located:
-        attrs: dict[str, Any] = dict(item.instance.dicom_json)
+        attrs: dict[str, Any] = dict(item.instance.dicom_json or {})
         attrs[tag_key(_AVAILABLE_TRANSFER_SYNTAX_UID)] = {
             "vr": "UI",
             "Value": [item.instance.transfer_syntax_uid],

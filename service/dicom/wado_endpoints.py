@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.db import lookup_session
+from service.db import lookup_connection
 from service.deps import ArchiveDep, SessionFactoryDep
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
@@ -138,9 +138,9 @@ def _find(
     factory: sessionmaker[Session], archive: Archive, target: Target, *, with_metadata: bool = False
 ) -> list[retrieve.Located]:
     """Look the target's instances up read-only (no write lock held)."""
-    with lookup_session(factory) as session:
+    with lookup_connection(factory.kw["bind"]) as connection:
         return retrieve.find_instances(
-            session=session, archive=archive, target=target, with_metadata=with_metadata
+            connection=connection, archive=archive, target=target, with_metadata=with_metadata
         )
 
 
