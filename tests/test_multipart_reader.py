@@ -15,13 +15,22 @@ from service.dicom.archive import Archive
 from service.dicom.multipart import MultipartRelatedReader, iter_multipart_bytes
 
 BOUNDARY = "vigil-test-boundary"
+DELIMITER = b"\r\n--" + BOUNDARY.encode()
 # Pieces a payload is built from: plain bytes, and near-misses of the delimiter.
 PIECES = st.sampled_from(
     [b"\r\n", b"\r\n--", b"\r\n--vigil-test", b"--" + BOUNDARY.encode(), b"\r", b"-", b"DICM"]
 )
-PAYLOAD = st.lists(st.one_of(st.binary(min_size=1, max_size=300), PIECES), max_size=12).map(
-    b"".join
+PAYLOAD = (
+    st.lists(st.one_of(st.binary(min_size=1, max_size=300), PIECES), max_size=12)
+    .map(b"".join)
+    .filter(lambda payload: not _holds_the_delimiter(payload))
 )
+
+
+def _holds_the_delimiter(payload: bytes) -> bool:
+    """Whether a payload would end its part early: no sender may put the delimiter inside a
+    part (RFC 2046 5.1.1), including just after the CRLF that ends the part's headers."""
+    return (b"\r\n" + payload + DELIMITER).find(DELIMITER) != len(payload) + 2
 
 
 def read_in_chunks(body: bytes, sizes: list[int], archive: Archive) -> list[bytes]:
