@@ -7,11 +7,11 @@ WORKDIR /app
 # torch first, CPU build, pinned: left to a dependency, pip would pull a multi-GB CUDA build.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY service ./service
 COPY migrations ./migrations
 COPY models ./models
-RUN pip install -e .
+RUN pip install -c constraints.txt -e .
 
 RUN useradd --create-home --uid 1000 vigil && mkdir -p /archive && chown vigil /archive
 USER vigil
