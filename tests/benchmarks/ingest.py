@@ -12,6 +12,9 @@ packages are installed, Orthanc (`orthanc`, `orthanc-dicomweb`; `orthanc-postgre
 PostgreSQL index). Both products answer a store only once the instance's file and its index
 row are fsynced. Stock Orthanc runs its SQLite index with PRAGMA SYNCHRONOUS=NORMAL (a commit
 is not fsynced), so a small LD_PRELOAD shim switches it to FULL, the setting Vigil uses.
+After a short warm-up load, each server's processes are left to finish their start-up work
+(Vigil's analysis helper process loads its model for a few seconds of CPU) before anything
+is timed: the figures are steady-state ones.
 
 Ratios are Vigil/Orthanc for throughput and Orthanc/Vigil for latency: a ratio of at least
 1.0 means Vigil is at least as fast.
@@ -530,6 +533,43 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds used so far by a process and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += process_cpu_seconds(current)
+        except OSError:
+            continue
+        todo.extend(children.get(current, []))
+    return total
+
+
+def wait_until_quiet(pid: int, busy_share: float = 0.05, limit_s: float = 90.0) -> float:
+    """Wait until a server and its child processes use under `busy_share` of one core over a
+    second (start-up work done: a model loading in a helper process, say); return the wait.
+
+    Both products get the same wait, so the timed loads measure steady state, not start-up.
+    """
+    started = time.monotonic()
+    before = tree_cpu_seconds(pid)
+    while time.monotonic() - started < limit_s:
+        time.sleep(1.0)
+        now = tree_cpu_seconds(pid)
+        if now - before < busy_share:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 def _stow_problem(response: httpx.Response) -> str | None:
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:300]}"
@@ -653,6 +693,7 @@ def bench_target(endpoint: Endpoint, args: argparse.Namespace, seed: int) -> Tar
         say(f"warm-up STOW failed, nothing measured: {warm.failures[0]}")
         result.failures += len(warm.failures)
         return result
+    say(f"server processes quiet {wait_until_quiet(endpoint.pid):.1f} s after the warm-up")
     kept: dict[int, Synthetic] = {}
     for side, count, tag in ((512, args.small, "small"), (2048, args.large, "large")):
         for threads in (1, args.threads):
