@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Executable, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
@@ -191,21 +192,35 @@ def list_stored_files(
     ``with_metadata`` adds each instance's DICOM JSON. A plain column select: loading ORM
     entities made the lookup alone 0.68 ms instead of 0.46 ms on SQLite here.
     """
+    query = _stored_files_query(
+        series_instance_uid is not None, sop_instance_uid is not None, with_metadata
+    )
+    params = {"study": study_instance_uid}
+    if series_instance_uid is not None:
+        params["series"] = series_instance_uid
+    if sop_instance_uid is not None:
+        params["sop"] = sop_instance_uid
+    return [StoredFile(**row._mapping) for row in connection.execute(query, params)]
+
+
+@functools.cache
+def _stored_files_query(by_series: bool, by_instance: bool, with_metadata: bool) -> Executable:
+    """Return the statement of one shape of ``list_stored_files``, built once: building it
+    (and its cache key) cost more per retrieve than SQLite takes to run it."""
     columns = [*_STORED_FILE_COLUMNS, *([Instance.dicom_json] if with_metadata else [])]
     query = (
         select(*columns)
         .join(Series, Instance.series_pk == Series.id)
         .join(Study, Series.study_pk == Study.id)
-        .where(Study.study_instance_uid == study_instance_uid)
+        .where(Study.study_instance_uid == bindparam("study"))
     )
-    if series_instance_uid is not None:
-        query = query.where(Series.series_instance_uid == series_instance_uid)
-    if sop_instance_uid is not None:
-        query = query.where(Instance.sop_instance_uid == sop_instance_uid)
-    query = query.order_by(
+    if by_series:
+        query = query.where(Series.series_instance_uid == bindparam("series"))
+    if by_instance:
+        query = query.where(Instance.sop_instance_uid == bindparam("sop"))
+    return query.order_by(
         Series.series_number.asc().nulls_last(),
         Series.series_instance_uid,
         Instance.instance_number.asc().nulls_last(),
         Instance.sop_instance_uid,
     )
-    return [StoredFile(**row._mapping) for row in connection.execute(query)]
