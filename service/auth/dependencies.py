@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
 from service.auth import service as auth_service
 from service.auth.roles import Permission, allows
@@ -18,18 +20,31 @@ from service.log_config import get_logger
 log = get_logger(__name__)
 
 
-def get_principal(request: Request) -> Principal:
-    """Return the caller named by ``Authorization: Bearer <token>``; 401 without one."""
+async def get_principal(request: Request) -> Principal:
+    """Return the caller named by ``Authorization: Bearer <token>``; 401 without one.
+
+    On SQLite the token is looked up right here, on the event loop: a local indexed read
+    takes about 0.1 ms, and handing it to a worker thread and back cost several times that
+    on every request. A database server's round trip goes to a worker thread instead.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if not header:
         raise NotAuthenticated("this route needs an API token: Authorization: Bearer <token>")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
-    with lookup_connection(engine_of(request)) as connection:
-        principal = auth_service.authenticate_token(connection=connection, secret=secret.strip())
+    engine = engine_of(request)
+    if engine.dialect.name == "sqlite":
+        principal = _authenticate(engine, secret.strip())
+    else:
+        principal = await run_in_threadpool(_authenticate, engine, secret.strip())
     request.state.principal = principal
     return principal
+
+
+def _authenticate(engine: Engine, secret: str) -> Principal:
+    with lookup_connection(engine) as connection:
+        return auth_service.authenticate_token(connection=connection, secret=secret)
 
 
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
