@@ -10,10 +10,10 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.dicom.dicom_json import DicomJson
@@ -133,17 +133,21 @@ def find(
 ) -> Page:
     """Return one page of the rows a search matches, with what ``needs`` asks for."""
     dialect = session.get_bind().dialect.name
-    stmt = _select(spec.level)
-    if study_uid is not None:
-        stmt = stmt.where(Study.study_instance_uid == study_uid)
-    if series_uid is not None:
-        stmt = stmt.where(Series.series_instance_uid == series_uid)
+    params: dict[str, Any] = {"row_limit": spec.limit + 1, "row_offset": spec.offset}
+    shapes: list[ConditionShape] = []
     for match in spec.matches:
         if match.condition is not None:
-            stmt = stmt.where(_match_condition(match, match.condition, dialect))
-    rows = session.execute(
-        stmt.order_by(*_order(spec.level)).limit(spec.limit + 1).offset(spec.offset)
-    ).all()
+            shape, values = _bind_condition(match, match.condition, dialect, f"m{len(shapes)}")
+            shapes.append(shape)
+            params |= values
+    if study_uid is not None:
+        params["study_uid"] = study_uid
+    if series_uid is not None:
+        params["series_uid"] = series_uid
+    stmt = _search_statement(
+        spec.level, study_uid is not None, series_uid is not None, tuple(shapes), dialect
+    )
+    rows = session.execute(stmt, params).all()
     hits = [Hit(*row) for row in rows[: spec.limit]]
     page = Page(hits=hits, more=len(rows) > spec.limit)
     study_pks = list(dict.fromkeys(hit.study.id for hit in hits))
@@ -185,48 +189,110 @@ def _order(level: Level) -> tuple[ColumnElement[Any], ...]:
     return tuple(order)
 
 
-def _match_condition(match: Match, condition: Condition, dialect: str) -> ColumnElement[bool]:
-    kind = match.attribute.kind
-    if kind is MatchKind.MODALITIES:
-        assert isinstance(condition, AnyOf)
+# What a search's SQL depends on, apart from the values: (keyword, condition form, flags).
+ConditionShape = tuple[str, str, tuple[bool, ...]]
+
+
+@lru_cache(maxsize=512)
+def _search_statement(
+    level: Level,
+    in_study: bool,
+    in_series: bool,
+    shapes: tuple[ConditionShape, ...],
+    dialect: str,
+) -> Select[*tuple[Any, ...]]:
+    """Return the SELECT of one shape of search, its values left as bound parameters.
+
+    Built once per shape: building a statement and its cache key cost more than SQLite
+    takes to run a search by an indexed key.
+    """
+    stmt = _select(level)
+    if in_study:
+        stmt = stmt.where(Study.study_instance_uid == bindparam("study_uid"))
+    if in_series:
+        stmt = stmt.where(Series.series_instance_uid == bindparam("series_uid"))
+    for index, shape in enumerate(shapes):
+        stmt = stmt.where(_condition_sql(shape, dialect, f"m{index}"))
+    return (
+        stmt.order_by(*_order(level))
+        .limit(bindparam("row_limit", type_=Integer))
+        .offset(bindparam("row_offset", type_=Integer))
+    )
+
+
+def _bind_condition(
+    match: Match, condition: Condition, dialect: str, name: str
+) -> tuple[ConditionShape, dict[str, Any]]:
+    """Return a condition's shape and its values, as ``_condition_sql`` names them."""
+    keyword, kind = match.attribute.keyword, match.attribute.kind
+    if isinstance(condition, AnyOf):
+        form = "modalities" if kind is MatchKind.MODALITIES else "any-of"
+        return (keyword, form, ()), {name: list(condition.values)}
+    if isinstance(condition, Range):
+        values = {f"{name}_low": condition.low, f"{name}_high": condition.high}
+        flags = (condition.low is not None, condition.high is not None)
+        return (keyword, "range", flags), {k: v for k, v in values.items() if v is not None}
+    if isinstance(condition, Wildcard):
+        if kind is MatchKind.PERSON_NAME:
+            bounds = prefix_bounds(condition.pattern) if dialect == "sqlite" else None
+            values = {name: like_pattern(condition.pattern)}
+            if bounds is not None:
+                values |= {f"{name}_low": bounds[0], f"{name}_high": bounds[1]}
+            return (keyword, "name-like", (bounds is not None,)), values
+        if dialect == "sqlite":
+            return (keyword, "glob", ()), {name: glob_pattern(condition.pattern)}
+        return (keyword, "like", ()), {name: like_pattern(condition.pattern)}
+    assert isinstance(condition, Exact)
+    if kind is MatchKind.PERSON_NAME:
+        return (keyword, "name-equals", ()), {name: str(condition.value)}
+    return (keyword, "equals", ()), {name: condition.value}
+
+
+def _condition_sql(shape: ConditionShape, dialect: str, name: str) -> ColumnElement[bool]:
+    """Return the SQL of one condition shape, its values bound as ``name``, ``name_low``…"""
+    keyword, form, flags = shape
+    if form == "modalities":
         # An alias: in a series search the outer query's own series row must not correlate.
         other = aliased(Series)
         return (
             select(other.id)
-            .where(other.study_pk == Study.id, other.modality.in_(condition.values))
+            .where(other.study_pk == Study.id, other.modality.in_(bindparam(name, expanding=True)))
             .exists()
         )
-    column = COLUMNS[match.attribute.keyword]
-    if isinstance(condition, AnyOf):
-        return column.in_(condition.values)
-    if isinstance(condition, Range):
+    column = COLUMNS[keyword]
+    if form == "any-of":
+        return column.in_(bindparam(name, expanding=True))
+    if form == "range":
         # An empty stored date is unknown, not "before everything".
         parts = [column != ""]
-        if condition.low is not None:
-            parts.append(column >= condition.low)
-        if condition.high is not None:
-            parts.append(column <= condition.high)
+        if flags[0]:
+            parts.append(column >= bindparam(f"{name}_low"))
+        if flags[1]:
+            parts.append(column <= bindparam(f"{name}_high"))
         return and_(*parts)
-    if kind is MatchKind.PERSON_NAME:
+    if form in ("name-like", "name-equals"):
         # lower() on both sides: PostgreSQL's LIKE is case-sensitive, SQLite's is not, and
         # each database's own lower() folds the stored name and the query the same way.
         lowered = func.lower(column)
-        if isinstance(condition, Wildcard):
-            like = lowered.like(func.lower(like_pattern(condition.pattern)), escape="\\")
-            bounds = prefix_bounds(condition.pattern) if dialect == "sqlite" else None
-            if bounds is None:
-                return like
-            # SQLite uses an index for LIKE only on a plain column; the same prefix as a
-            # range on lower(name) lets it use the index on that expression.
-            return and_(lowered >= bounds[0], lowered < bounds[1], like)
-        return lowered == func.lower(str(condition.value))
-    if isinstance(condition, Wildcard):
-        if dialect == "sqlite":
-            # SQLite's LIKE ignores case; GLOB is case-sensitive like every other DICOM match.
-            return column.op("GLOB")(glob_pattern(condition.pattern))
-        return column.like(like_pattern(condition.pattern), escape="\\")
-    assert isinstance(condition, Exact)
-    return column == condition.value
+        query = func.lower(bindparam(name, type_=String))
+        if form == "name-equals":
+            return lowered == query
+        like = lowered.like(query, escape="\\")
+        if not flags[0]:
+            return like
+        # SQLite uses an index for LIKE only on a plain column; the same prefix as a
+        # range on lower(name) lets it use the index on that expression.
+        return and_(
+            lowered >= bindparam(f"{name}_low", type_=String),
+            lowered < bindparam(f"{name}_high", type_=String),
+            like,
+        )
+    if form == "glob":
+        # SQLite's LIKE ignores case; GLOB is case-sensitive like every other DICOM match.
+        return column.op("GLOB")(bindparam(name, type_=String))
+    if form == "like":
+        return column.like(bindparam(name, type_=String), escape="\\")
+    return column == bindparam(name)
 
 
 def like_pattern(pattern: str) -> str:
