@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.auth.secrets import token_sha256
@@ -10,6 +12,7 @@ from service.cli.main import cli
 from service.orm import ApiToken, User
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.conftest import POSTGRES_URL, bearer
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -88,3 +91,21 @@ def test_tokens_list_and_revoke(settings: Settings, runtime: Runtime) -> None:
     assert secret not in listing
     assert invoke(settings, "tokens", "revoke", secret[:12]).exit_code == 0
     assert "revoked" in invoke(settings, "tokens", "list").output
+
+
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite looks tokens up on the event loop")
+def test_a_token_is_looked_up_while_requests_hold_every_pooled_connection(
+    client: TestClient, integration_token: str
+) -> None:
+    # The lookup runs on the event loop: waiting there for a pooled connection would stall
+    # every request, so it has a connection of its own.
+    engine = client.app.state.runtime.engine  # type: ignore[attr-defined]
+    pool = engine.pool
+    held = [engine.connect() for _ in range(pool.size() + pool._max_overflow)]
+    try:
+        response = client.get("/api/v1/me", headers=bearer(integration_token))
+        assert response.status_code == 200, response.text
+        assert response.json()["role"] == "integration"
+    finally:
+        for connection in held:
+            connection.close()
