@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service import health
 from service.analysis.wiring import start_analysis_services
 from service.api import router as api_router
+from service.auth.token_lookup import TokenLookup
 from service.dicom.endpoints import router as dicomweb_router
 from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
@@ -42,10 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.archive = runtime.archive
         app.state.analysis = analysis
         app.state.review_views = ReviewViews(settings.results_path)
+        app.state.token_lookup = TokenLookup(settings.database_url)
         log.info("app.started", environment=settings.environment.value)
         try:
             yield
         finally:
+            await app.state.token_lookup.close()
             app.state.review_views.close()
             analysis.close()
             runtime.close()

@@ -49,11 +49,6 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def token_engine_of(request: Request) -> Engine:
-    """Return the engine for token lookups on the event loop (see ``runtime.token_engine``)."""
-    return request.app.state.runtime.token_engine  # type: ignore[no-any-return]
-
-
 def client_addr(request: Request) -> str:
     """Return the peer address of a request (for the access log)."""
     return request.client.host if request.client else ""

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import SingletonThreadPool
 
 from service.db import create_db_engine, create_session_factory
 from service.dicom.archive import Archive
@@ -28,14 +27,11 @@ class Runtime:
     archive: Archive
     # Where reads' access-log rows are committed (see read_log_engine).
     read_log_engine: Engine
-    # Where bearer tokens are looked up on the event loop, SQLite only (see token_engine).
-    token_engine: Engine
 
     def close(self) -> None:
         self.engine.dispose()
-        for extra in (self.read_log_engine, self.token_engine):
-            if extra is not self.engine:
-                extra.dispose()
+        if self.read_log_engine is not self.engine:
+            self.read_log_engine.dispose()
 
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -50,7 +46,6 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         session_factory=create_session_factory(engine),
         archive=Archive(settings.archive_path, fsync=settings.fsync),
         read_log_engine=read_log_engine(settings, engine),
-        token_engine=token_engine(settings, engine),
     )
 
 
@@ -66,18 +61,6 @@ def read_log_engine(settings: Settings, engine: Engine) -> Engine:
     if settings.durable_read_log or engine.dialect.name != "sqlite":
         return engine
     return create_db_engine(settings.database_url, durable_commits=False, **_SMALL_POOL)
-
-
-def token_engine(settings: Settings, engine: Engine) -> Engine:
-    """Return the engine for bearer-token lookups made on the event loop (SQLite).
-
-    One connection per thread (in practice the event loop's own), so a lookup never waits
-    for a connection that request threads hold: waiting there would stall the whole loop.
-    A database server's lookups run in worker threads on the main engine.
-    """
-    if engine.dialect.name != "sqlite":
-        return engine
-    return create_db_engine(settings.database_url, poolclass=SingletonThreadPool)
 
 
 def wait_for_database(engine: Engine, attempts: int = 30, delay_s: float = 1.0) -> None:

@@ -1,14 +1,18 @@
-"""Pooled PostgreSQL connections: one the server dropped is replaced before a request uses it."""
+"""Pooled PostgreSQL connections: one the server dropped is replaced before a request uses it
+(the main pool and the token lookups' asyncio pool)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 
-from service.db import create_db_engine
+from service.auth.token_lookup import TokenLookup
+from service.db import PING_AFTER_IDLE_S, create_db_engine
+from service.errors import NotAuthenticated
 from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs VIGIL_TEST_DATABASE_URL")
@@ -54,3 +58,29 @@ def test_a_connection_in_steady_use_is_not_pinged(monkeypatch: pytest.MonkeyPatc
         assert pings == []
     finally:
         engine.dispose()
+
+
+def test_a_token_lookup_connection_dropped_while_idle_is_replaced() -> None:
+    async def scenario() -> tuple[int, int, str]:
+        lookup = TokenLookup(POSTGRES_URL)
+        server = lookup._server
+        assert server is not None
+        try:
+            async with server.connect() as conn:
+                before = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            admin = create_engine(POSTGRES_URL)
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+            admin.dispose()
+            await asyncio.sleep(PING_AFTER_IDLE_S + 0.2)
+            with pytest.raises(NotAuthenticated) as refused:  # answered: the lookup ran
+                await lookup.authenticate("vgl_no-such-token")
+            async with server.connect() as conn:
+                after = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            return before, after, refused.value.message
+        finally:
+            await lookup.close()
+
+    before, after, detail = asyncio.run(scenario())
+    assert after != before
+    assert detail == "unknown API token"

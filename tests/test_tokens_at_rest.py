@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -12,7 +11,7 @@ from service.cli.main import cli
 from service.orm import ApiToken, User
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.conftest import POSTGRES_URL, bearer
+from tests.conftest import bearer
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -93,12 +92,12 @@ def test_tokens_list_and_revoke(settings: Settings, runtime: Runtime) -> None:
     assert "revoked" in invoke(settings, "tokens", "list").output
 
 
-@pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite looks tokens up on the event loop")
 def test_a_token_is_looked_up_while_requests_hold_every_pooled_connection(
     client: TestClient, integration_token: str
 ) -> None:
-    # The lookup runs on the event loop: waiting there for a pooled connection would stall
-    # every request, so it has a connection of its own.
+    # Tokens are looked up on the event loop (see token_lookup): waiting there for a pooled
+    # connection that request threads hold would stall every request, so the lookups have
+    # connections of their own.
     engine = client.app.state.runtime.engine  # type: ignore[attr-defined]
     pool = engine.pool
     held = [engine.connect() for _ in range(pool.size() + pool._max_overflow)]

@@ -6,14 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine
 
-from service.auth import service as auth_service
 from service.auth.roles import Permission, allows
 from service.auth.service import Principal
-from service.db import lookup_connection
-from service.deps import engine_of, token_engine_of
+from service.auth.token_lookup import TokenLookup
 from service.errors import Forbidden, NotAuthenticated
 from service.log_config import get_logger
 
@@ -21,31 +17,17 @@ log = get_logger(__name__)
 
 
 async def get_principal(request: Request) -> Principal:
-    """Return the caller named by ``Authorization: Bearer <token>``; 401 without one.
-
-    On SQLite the token is looked up right here, on the event loop, on a connection of the
-    loop's own (``runtime.token_engine``): a local indexed read takes about 0.1 ms, and
-    handing it to a worker thread and back cost several times that on every request. A
-    database server's round trip goes to a worker thread instead.
-    """
+    """Return the caller named by ``Authorization: Bearer <token>``; 401 without one."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if not header:
         raise NotAuthenticated("this route needs an API token: Authorization: Bearer <token>")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
-    engine = engine_of(request)
-    if engine.dialect.name == "sqlite":
-        principal = _authenticate(token_engine_of(request), secret.strip())
-    else:
-        principal = await run_in_threadpool(_authenticate, engine, secret.strip())
+    lookup: TokenLookup = request.app.state.token_lookup
+    principal = await lookup.authenticate(secret.strip())
     request.state.principal = principal
     return principal
-
-
-def _authenticate(engine: Engine, secret: str) -> Principal:
-    with lookup_connection(engine) as connection:
-        return auth_service.authenticate_token(connection=connection, secret=secret)
 
 
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:

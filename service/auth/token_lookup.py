@@ -1,0 +1,52 @@
+"""Bearer-token lookups made on the event loop, without a hop to a worker thread and back.
+
+Every authenticated request looks its token up. Run in FastAPI's thread pool, the hop there
+and back cost more than the lookup itself. On SQLite the lookup (a local indexed read, about
+0.1 ms) runs on the loop itself, on a connection of the loop's own: waiting there for a
+pooled connection that request threads hold would stall every request. On a database server
+it is awaited on an asyncio connection of its own pool, so the loop serves others meanwhile.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import SingletonThreadPool
+
+from service.auth import service as auth_service
+from service.auth.service import Principal
+from service.db import create_async_db_engine, create_db_engine, lookup_connection
+
+
+class TokenLookup:
+    """Authenticates bearer tokens for one app; ``close`` it when the app stops."""
+
+    def __init__(self, database_url: str) -> None:
+        self._local: Engine | None
+        self._server: AsyncEngine | None
+        if database_url.startswith("sqlite"):
+            # One connection per thread: in practice the event loop's own.
+            self._local = create_db_engine(database_url, poolclass=SingletonThreadPool)
+            self._server = None
+        else:
+            self._local = None
+            self._server = create_async_db_engine(database_url, pool_size=4, max_overflow=4)
+
+    async def authenticate(self, secret: str) -> Principal:
+        """Return the principal a token stands for; raise NotAuthenticated otherwise."""
+        if self._local is not None:
+            with lookup_connection(self._local) as connection:
+                return _authenticate(connection, secret)
+        assert self._server is not None
+        async with self._server.connect() as connection:
+            return await connection.run_sync(_authenticate, secret)
+
+    async def close(self) -> None:
+        if self._local is not None:
+            self._local.dispose()
+        if self._server is not None:
+            await self._server.dispose()
+
+
+def _authenticate(connection: Connection, secret: str) -> Principal:
+    return auth_service.authenticate_token(connection=connection, secret=secret)
