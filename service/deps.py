@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_scope
@@ -31,11 +30,6 @@ async def get_archive(request: Request) -> Archive:
 def session_factory_of(request: Request) -> sessionmaker[Session]:
     """Return the app's session factory (for code outside dependency injection)."""
     return request.app.state.session_factory  # type: ignore[no-any-return]
-
-
-def engine_of(request: Request) -> Engine:
-    """Return the app's database engine (for a lookup that needs no session)."""
-    return request.app.state.runtime.engine  # type: ignore[no-any-return]
 
 
 def get_session(request: Request) -> Iterator[Session]:

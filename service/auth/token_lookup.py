@@ -10,6 +10,7 @@ it is awaited on an asyncio connection of its own pool, so the loop serves other
 from __future__ import annotations
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import SingletonThreadPool
 
@@ -24,7 +25,7 @@ class TokenLookup:
     def __init__(self, database_url: str) -> None:
         self._local: Engine | None
         self._server: AsyncEngine | None
-        if database_url.startswith("sqlite"):
+        if make_url(database_url).get_backend_name() == "sqlite":
             # One connection per thread: in practice the event loop's own.
             self._local = create_db_engine(database_url, poolclass=SingletonThreadPool)
             self._server = None
