@@ -40,6 +40,23 @@ def test_disk_failure_while_filing_leaves_nothing(
     assert list(runtime.archive.incoming.iterdir()) == []
 
 
+def test_disk_failure_while_flushing_the_file_leaves_nothing(
+    client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_fsync(self: Archive, received: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Archive, "sync", failing_fsync)
+    response = stow(client, integration_token, [to_bytes(make_cr())])
+    assert response.status_code == 409
+    [(code, reason)] = failures(response.json())
+    assert code == FailureReason.OUT_OF_RESOURCES
+    assert "storage error" in reason
+    assert instance_count(runtime) == 0
+    assert archive_files(runtime) == []
+    assert list(runtime.archive.incoming.iterdir()) == []
+
+
 def test_database_failure_at_commit_removes_the_placed_file(
     client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,30 +28,54 @@ def lock_keys(session: Session, keys: Iterable[str]) -> None:
 
 @dataclass(frozen=True)
 class SeriesOwner:
-    """A stored series with the study and patient it belongs to."""
+    """A stored series (its primary key) with the study and patient it belongs to."""
 
-    series: Series
+    series_pk: uuid.UUID
     study_instance_uid: str
     patient_id: str
     issuer_of_patient_id: str
 
 
-# The lookups every stored instance makes are built once: building a statement (and its cache
-# key) costs more than SQLite takes to run it.
+@dataclass(frozen=True)
+class StoredCopy:
+    """What storing an instance again compares with: the stored file and its SHA-256."""
+
+    file_path: str
+    sha256: str
+
+
+# The lookups every stored instance makes are built once, on the tables (no ORM objects to
+# load): building a statement (and its cache key) costs more than SQLite takes to run it.
+_series_t, _study_t, _patient_t = (cast(Table, m.__table__) for m in (Series, Study, Patient))
+_instance_t = cast(Table, Instance.__table__)
 _SERIES_OWNER = (
-    select(Series, Study.study_instance_uid, Patient.patient_id, Patient.issuer_of_patient_id)
-    .join(Study, Series.study_pk == Study.id)
-    .join(Patient, Study.patient_pk == Patient.id)
-    .where(Series.series_instance_uid == bindparam("uid"))
+    select(
+        _series_t.c.id,
+        _study_t.c.study_instance_uid,
+        _patient_t.c.patient_id,
+        _patient_t.c.issuer_of_patient_id,
+    )
+    .join(_study_t, _series_t.c.study_pk == _study_t.c.id)
+    .join(_patient_t, _study_t.c.patient_pk == _patient_t.c.id)
+    .where(_series_t.c.series_instance_uid == bindparam("uid"))
+)
+_STORED_COPY = select(_instance_t.c.file_path, _instance_t.c.sha256).where(
+    _instance_t.c.sop_instance_uid == bindparam("uid")
 )
 _INSTANCE = select(Instance).where(Instance.sop_instance_uid == bindparam("uid"))
-_INSERT_INSTANCE = insert(cast(Table, Instance.__table__))
+_INSERT_INSTANCE = insert(_instance_t)
 
 
 def get_series_owner(session: Session, series_instance_uid: str) -> SeriesOwner | None:
     """Return a stored series and the UIDs/IDs it is filed under (one query)."""
     row = session.execute(_SERIES_OWNER, {"uid": series_instance_uid}).one_or_none()
     return None if row is None else SeriesOwner(row[0], row[1], row[2], row[3])
+
+
+def get_stored_copy(session: Session, sop_instance_uid: str) -> StoredCopy | None:
+    """Return the file and SHA-256 of the stored instance with this UID, if any."""
+    row = session.execute(_STORED_COPY, {"uid": sop_instance_uid}).one_or_none()
+    return None if row is None else StoredCopy(row[0], row[1])
 
 
 def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:

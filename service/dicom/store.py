@@ -25,7 +25,6 @@ from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
 from service.log_config import get_logger
-from service.orm import Instance, Series
 from service.orm.base import utcnow
 
 log = get_logger(__name__)
@@ -168,12 +167,12 @@ def _index_and_file(
 ) -> list[StoreOutcome]:
     """Index and file received instances in one transaction; raise InstanceRejected (and
     leave nothing of them behind) when one cannot be stored."""
-    for received, _parsed in items:
-        archive.sync(received)  # the slow part of durability, done before any lock is taken
     placed: list[str] = []
     outcomes: list[StoreOutcome] = []
     current = items[0][1].instance
     try:
+        for received, _parsed in items:
+            archive.sync(received)  # the slow part of durability, before any lock is taken
         with session_scope(session_factory) as session:
             repository.lock_keys(session, [f"sop:{p.instance.sop_instance_uid}" for _, p in items])
             for received, parsed in items:
@@ -183,14 +182,14 @@ def _index_and_file(
                     parsed.series.series_instance_uid,
                     current.sop_instance_uid,
                 )
-                existing = repository.get_instance(session, current.sop_instance_uid)
+                existing = repository.get_stored_copy(session, current.sop_instance_uid)
                 if existing is not None:
                     _check_same_instance(archive, received, parsed, existing)
                     status = StoreStatus.ALREADY_STORED
                 else:
-                    series = _series_for(session, parsed)
+                    series_pk = _series_for(session, parsed)
                     repository.add_instance(
-                        session, _instance_values(parsed, series, relative, received)
+                        session, _instance_values(parsed, series_pk, relative, received)
                     )
                     archive.place(received, relative)
                     placed.append(relative)
@@ -231,8 +230,9 @@ def _remove(archive: Archive, placed: list[str]) -> None:
         archive.remove(relative)
 
 
-def _series_for(session: Session, parsed: ParsedInstance) -> Series:
-    """Return the instance's series, created (with study and patient) if new.
+def _series_for(session: Session, parsed: ParsedInstance) -> uuid.UUID:
+    """Return the primary key of the instance's series, created (with study and patient)
+    if new.
 
     Raises InstanceRejected when the UIDs contradict what is stored: a series under another
     study, or a study under another patient.
@@ -251,7 +251,7 @@ def _series_for(session: Session, parsed: ParsedInstance) -> Series:
         owner = repository.get_series_owner(session, parsed.series.series_instance_uid)
     if owner is not None:
         _check_owner(parsed, owner.study_instance_uid, owner.patient_id, owner.issuer_of_patient_id)
-        return owner.series
+        return owner.series_pk
     patient = repository.get_or_create_patient(session, parsed.patient)
     study = repository.get_or_create_study(session, parsed.study, patient)
     if study.patient_pk != patient.id:
@@ -259,7 +259,7 @@ def _series_for(session: Session, parsed: ParsedInstance) -> Series:
             parsed,
             f"StudyInstanceUID {study.study_instance_uid} is already stored for another PatientID",
         )
-    return repository.get_or_create_series(session, parsed.series, study)
+    return repository.get_or_create_series(session, parsed.series, study).id
 
 
 def _check_owner(parsed: ParsedInstance, study_uid: str, patient_id: str, issuer: str) -> None:
@@ -276,14 +276,14 @@ def _check_owner(parsed: ParsedInstance, study_uid: str, patient_id: str, issuer
 
 
 def _instance_values(
-    parsed: ParsedInstance, series: Series, relative: str, received: ReceivedFile
+    parsed: ParsedInstance, series_pk: uuid.UUID, relative: str, received: ReceivedFile
 ) -> dict[str, Any]:
     inst = parsed.instance
     return {
         "id": uuid.uuid4(),
         "created_at": utcnow(),
         "sop_instance_uid": inst.sop_instance_uid,
-        "series_pk": series.id,
+        "series_pk": series_pk,
         "sop_class_uid": inst.sop_class_uid,
         "instance_number": inst.instance_number,
         "rows": inst.rows,
@@ -314,12 +314,12 @@ def _check_same_instance(
     archive: Archive,
     received: ReceivedFile,
     parsed: ParsedInstance,
-    instance: Instance,
+    stored: repository.StoredCopy,
 ) -> None:
     """Accept a resend of a stored instance; raise InstanceRejected if it is different."""
-    if instance.sha256 == received.sha256:
+    if stored.sha256 == received.sha256:
         return
-    stored_path = archive.path(instance.file_path)
+    stored_path = archive.path(stored.file_path)
     try:
         same = pixel_fingerprint(received.path) == pixel_fingerprint(stored_path)
     except InstanceRejected:
