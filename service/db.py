@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -9,6 +10,11 @@ from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: SQLite's busy handler does the waiting there
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
@@ -153,7 +159,7 @@ def commit_statement(engine: Engine, statement: Executable, params: Mapping[str,
             connection.execute(statement, params)
         return
     with (
-        _SQLITE_WRITER,
+        _sqlite_writer(engine),
         engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection,
     ):
         connection.execute(statement, params)
@@ -166,7 +172,9 @@ def create_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 # SQLite has one writer at a time; its busy handler makes waiters sleep 1, 2, 5 ... 100 ms.
-# Writers of this process queue here instead and start the moment the lock is free.
+# Writers queue here instead and start the moment the lock is free: the threads of this
+# process on a lock of its own, then the processes writing the same database file (server
+# workers, a `vigil ingest` beside the server) on an flock of a file next to it.
 class _WriterLock:
     """A lock that refuses to be taken twice by one thread (that would wait forever)."""
 
@@ -186,6 +194,41 @@ class _WriterLock:
 
 
 _SQLITE_WRITER = _WriterLock()
+# (process id, lock file) -> open descriptor: an flock belongs to an open file, so each
+# process opens its own (a forked child must not share its parent's).
+_writer_lock_files: dict[tuple[int, str], int] = {}
+
+
+@contextmanager
+def _sqlite_writer(bind: Engine | Connection) -> Iterator[None]:
+    """Hold the write turn on an SQLite database: this process's, then the file's."""
+    with _SQLITE_WRITER:
+        fd = _writer_lock_file(bind.engine)
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits without holding the GIL
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _writer_lock_file(engine: Engine) -> int | None:
+    """Return this process's descriptor of the database's writer lock file (None: an
+    in-memory database, or a file system without locks: then SQLite's busy handler waits)."""
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:":
+        return None
+    key = (os.getpid(), database)
+    fd = _writer_lock_files.get(key)
+    if fd is None:
+        try:
+            fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        _writer_lock_files[key] = fd
+    return fd
 
 
 @contextmanager
@@ -199,7 +242,7 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """
     bind = factory.kw.get("bind")
     sqlite = bind is not None and bind.dialect.name == "sqlite"
-    with _SQLITE_WRITER if sqlite else nullcontext():
+    with _sqlite_writer(bind) if sqlite and bind is not None else nullcontext():
         session = factory()
         try:
             if sqlite:

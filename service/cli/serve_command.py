@@ -19,7 +19,7 @@ from service.settings import Environment, get_settings
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Server processes; more than one suits PostgreSQL (SQLite has one writer at a time).",
+    help="Server processes (each loads its own models). On SQLite their writes take turns.",
 )
 def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
     """Serve the API and DICOMweb on HOST:PORT."""
