@@ -466,7 +466,7 @@ class StowRun:
     seconds: float
     latencies: list[float]
     failures: list[str]
-    server_cpu: float  # CPU seconds of the server process (not of PostgreSQL's processes)
+    server_cpu: float  # CPU seconds of the server's processes (not of PostgreSQL's)
     client_cpu: float
 
     @property
@@ -507,12 +507,12 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
             return time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
         return time.perf_counter() - started, _stow_problem(response)
 
-    server_cpu, client_cpu = process_cpu_seconds(endpoint.pid), time.process_time()
+    server_cpu, client_cpu = tree_cpu_seconds(endpoint.pid), time.process_time()
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(send, instances))
     seconds = time.perf_counter() - started
-    server_cpu = process_cpu_seconds(endpoint.pid) - server_cpu
+    server_cpu = tree_cpu_seconds(endpoint.pid) - server_cpu
     client_cpu = time.process_time() - client_cpu
     for c in clients:
         c.close()
@@ -897,11 +897,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--seed", type=int, default=20240115)
     parser.add_argument(
+        "--vigil-sqlite-workers",
+        type=int,
+        default=1,
+        help="`vigil serve --workers N` for the SQLite target (writes take turns across them)",
+    )
+    parser.add_argument(
         "--vigil-pg-workers",
         type=int,
         default=1,
-        help="`vigil serve --workers N` for the PostgreSQL target (server CPU then counts "
-        "the parent process only)",
+        help="`vigil serve --workers N` for the PostgreSQL target (server CPU counts "
+        "every server process)",
     )
     parser.add_argument("--only", default="", help="comma-separated target names to run")
     return parser.parse_args()
@@ -915,8 +921,9 @@ def main() -> None:
         print("Orthanc or its DICOMweb plugin is not installed: Vigil only, no ratios.")
     orthanc_pg = with_orthanc and postgres is not None and POSTGRESQL_INDEX_PLUGIN.exists()
 
+    sqlite_workers = args.vigil_sqlite_workers
     plans: list[tuple[str, Plan]] = [
-        ("Vigil SQLite", lambda d: vigil_server(d, "SQLite", None, None))
+        ("Vigil SQLite", lambda d: vigil_server(d, "SQLite", None, None, sqlite_workers))
     ]
     if with_orthanc:
         plans.append(("Orthanc SQLite", lambda d: _orthanc_sqlite(d, "Orthanc SQLite", True)))
