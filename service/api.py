@@ -9,8 +9,10 @@ from service.audit import endpoints as audit_endpoints
 from service.auth import endpoints as auth_endpoints
 from service.review import api as review_api
 
-router = APIRouter()
-router.include_router(auth_endpoints.router)
-router.include_router(analysis_endpoints.router)
-router.include_router(review_api.router)
-router.include_router(audit_endpoints.router)
+# Included into the app one by one (see service.dicom.endpoints).
+routers: tuple[APIRouter, ...] = (
+    auth_endpoints.router,
+    analysis_endpoints.router,
+    review_api.router,
+    audit_endpoints.router,
+)

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 
 from service import health
 from service.analysis.wiring import start_analysis_services
-from service.api import router as api_router
+from service.api import routers as api_routers
 from service.auth.token_lookup import TokenLookup
-from service.dicom.endpoints import router as dicomweb_router
+from service.dicom.endpoints import routers as dicomweb_routers
 from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
 from service.middleware import RequestContextMiddleware
@@ -61,9 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
+    for router in dicomweb_routers:
+        app.include_router(router, prefix="/dicomweb")
     app.include_router(health.router)
-    app.include_router(dicomweb_router, prefix="/dicomweb")
-    app.include_router(api_router, prefix="/api/v1")
+    for router in api_routers:
+        app.include_router(router, prefix="/api/v1")
     # The review pages: their own app (cookie logins, HTML errors), outside the API schema.
     app.mount(REVIEW_PAGES, create_pages_app(app.state))
     return app
