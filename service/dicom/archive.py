@@ -82,6 +82,8 @@ class Archive:
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.resolve()
+        self._root_text = str(self.root)
+        self._root_prefix = os.path.join(self._root_text, "")  # the root and a separator
         self.fsync = fsync
         self.incoming = self.root / _INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -113,11 +115,16 @@ class Archive:
         return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
 
     def path(self, relative: str) -> Path:
-        """Return the absolute path of a stored file."""
-        full = (self.root / relative).resolve()
-        if self.root not in full.parents:
+        """Return the absolute path of a stored file; ValueError for one outside the archive.
+
+        Checked on the text of the path (``..`` and absolute paths), without asking the file
+        system: stored paths are made of checked UIDs (``relative_path``), and resolving
+        each one cost every retrieve a system call per folder level.
+        """
+        full = os.path.normpath(os.path.join(self._root_text, relative))
+        if not full.startswith(self._root_prefix):
             raise ValueError("path escapes the archive")
-        return full
+        return Path(full)
 
     def sync(self, received: ReceivedFile) -> None:
         """Flush an incoming file's bytes to disk (before it is placed and indexed)."""
