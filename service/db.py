@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import partial
@@ -194,9 +195,13 @@ class _WriterLock:
 
 
 _SQLITE_WRITER = _WriterLock()
-# (process id, lock file) -> open descriptor: an flock belongs to an open file, so each
-# process opens its own (a forked child must not share its parent's).
-_writer_lock_files: dict[tuple[int, str], int] = {}
+# Open writer lock files, most recently used last: (process id, database) -> descriptor. An
+# flock belongs to an open file, so each process opens its own (a forked child must not
+# share its parent's; closing its inherited copy leaves the parent's lock alone). Only
+# touched under _SQLITE_WRITER, so no thread holds an flock on one being closed; a few are
+# kept (the suite makes a database per test).
+_writer_lock_files: OrderedDict[tuple[int, str], int] = OrderedDict()
+_WRITER_LOCK_FILES_KEPT = 8
 
 
 @contextmanager
@@ -222,12 +227,16 @@ def _writer_lock_file(engine: Engine) -> int | None:
         return None
     key = (os.getpid(), database)
     fd = _writer_lock_files.get(key)
-    if fd is None:
-        try:
-            fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return None
-        _writer_lock_files[key] = fd
+    if fd is not None:
+        _writer_lock_files.move_to_end(key)
+        return fd
+    try:
+        fd = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    _writer_lock_files[key] = fd
+    while len(_writer_lock_files) > _WRITER_LOCK_FILES_KEPT:
+        os.close(_writer_lock_files.popitem(last=False)[1])
     return fd
 
 

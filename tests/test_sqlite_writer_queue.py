@@ -8,6 +8,7 @@ instead and go the moment the turn is free.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from service import db
 from service.db import _sqlite_writer, commit_statement, create_db_engine
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
@@ -75,3 +77,19 @@ def test_the_lock_file_sits_beside_the_database(sqlite_engine: Engine) -> None:
     database = Path(str(sqlite_engine.url.database))
     commit_statement(sqlite_engine, text("INSERT INTO t (v) VALUES ('x')"), {})
     assert Path(f"{database}-writer.lock").exists()
+
+
+def test_lock_files_of_databases_no_longer_written_are_closed(tmp_path: Path) -> None:
+    engines = [create_db_engine(f"sqlite:///{tmp_path / f'db{n}.db'}") for n in range(12)]
+    try:
+        for engine in engines:
+            commit_statement(engine, text("CREATE TABLE t (v TEXT)"), {})
+        kept = dict(db._writer_lock_files)
+        assert len(kept) == db._WRITER_LOCK_FILES_KEPT
+        newest = {str(engine.url.database) for engine in engines[-db._WRITER_LOCK_FILES_KEPT :]}
+        assert {database for _pid, database in kept} == newest
+        for fd in kept.values():
+            os.fstat(fd)  # still open
+    finally:
+        for engine in engines:
+            engine.dispose()
