@@ -206,7 +206,11 @@ _WRITER_LOCK_FILES_KEPT = 8
 
 @contextmanager
 def _sqlite_writer(bind: Engine | Connection) -> Iterator[None]:
-    """Hold the write turn on an SQLite database: this process's, then the file's."""
+    """Hold the write turn on an SQLite database: this process's, then the file's.
+
+    Like the process's own lock, the file's is waited for as long as it takes: it is held
+    for one short write transaction at a time, and a process that dies releases it.
+    """
     with _SQLITE_WRITER:
         fd = _writer_lock_file(bind.engine)
         if fd is None:
