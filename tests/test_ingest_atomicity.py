@@ -23,35 +23,31 @@ from tests.factories import make_cr, to_bytes
 from tests.test_stow import archive_files, failures, instance_count, stow
 
 
-def test_disk_failure_while_filing_leaves_nothing(
-    client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        ("sync", OSError(5, "Input/output error")),  # flushing the received file
+        ("place", OSError(28, "No space left on device")),  # filing it in its folder
+    ],
+)
+def test_disk_failure_while_storing_leaves_nothing(
+    client: TestClient,
+    integration_token: str,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    error: OSError,
 ) -> None:
-    def disk_full(self: Archive, received: object, relative: str) -> None:
-        raise OSError(28, "No space left on device")
+    def failing(*_args: object) -> None:
+        raise error
 
-    monkeypatch.setattr(Archive, "place", disk_full)
-    response = stow(client, integration_token, [to_bytes(make_cr())])
-    assert response.status_code == 409
-    [(code, reason)] = failures(response.json())
-    assert code == FailureReason.OUT_OF_RESOURCES
-    assert "nothing was stored" in reason
-    assert instance_count(runtime) == 0
-    assert archive_files(runtime) == []
-    assert list(runtime.archive.incoming.iterdir()) == []
-
-
-def test_disk_failure_while_flushing_the_file_leaves_nothing(
-    client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def failing_fsync(self: Archive, received: object) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(Archive, "sync", failing_fsync)
+    monkeypatch.setattr(Archive, step, failing)
     response = stow(client, integration_token, [to_bytes(make_cr())])
     assert response.status_code == 409
     [(code, reason)] = failures(response.json())
     assert code == FailureReason.OUT_OF_RESOURCES
     assert "storage error" in reason
+    assert "nothing was stored" in reason
     assert instance_count(runtime) == 0
     assert archive_files(runtime) == []
     assert list(runtime.archive.incoming.iterdir()) == []
