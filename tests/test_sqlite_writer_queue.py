@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,11 @@ _OTHER_WRITER = textwrap.dedent(
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Engine:
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'queue.db'}")
     commit_statement(engine, text("CREATE TABLE t (v TEXT)"), {})
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def test_a_writer_in_another_process_waits_for_the_turn_and_then_writes(
