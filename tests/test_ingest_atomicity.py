@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
+from service.db import session_scope
+from service.dicom import store as store_module
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason
 from service.dicom.store import StoreStatus, store_received, store_received_together
@@ -86,6 +90,56 @@ def test_database_failure_at_commit_removes_the_placed_file(
     with runtime.session_factory() as session:
         actions = session.scalars(select(AccessLogEntry.action)).all()
     assert "dicom.store" not in actions, "a log row claims a store that did not happen"
+
+
+def test_failed_store_keeps_the_file_a_concurrent_store_of_the_instance_filed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's commit fails after A filed its copy; A's transaction (and its locks) end; B stores
+    the same SOP Instance UID at the same path and commits; only then does A clean up. B's
+    file must survive A's cleanup."""
+    first = make_cr(PatientName="First^Try")
+    second = make_cr(
+        study_uid=first.StudyInstanceUID,
+        series_uid=first.SeriesInstanceUID,
+        sop_uid=first.SOPInstanceUID,
+        PatientName="Second^Try",
+    )
+    real_commit = Session.commit
+    a_failed: list[bool] = []
+    b_outcomes: list[StoreStatus] = []
+
+    def commit_failing_once(self: Session) -> None:
+        if not a_failed:
+            a_failed.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost"))
+        real_commit(self)
+
+    @contextmanager
+    def scope_letting_b_in_after_a_failed(factory: sessionmaker[Session]) -> Iterator[Session]:
+        if a_failed and not b_outcomes:
+            b_outcomes.append(StoreStatus.FAILED)  # B's own transactions pass straight through
+            b_outcomes[0] = store_received(
+                session_factory=runtime.session_factory,
+                archive=runtime.archive,
+                received=received_file(runtime, to_bytes(second)),
+            ).status
+        with session_scope(factory) as session:
+            yield session
+
+    monkeypatch.setattr(Session, "commit", commit_failing_once)
+    monkeypatch.setattr(store_module, "session_scope", scope_letting_b_in_after_a_failed)
+    a = store_received(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=received_file(runtime, to_bytes(first)),
+    )
+    assert a.status is StoreStatus.FAILED
+    assert a.failure == FailureReason.PROCESSING_FAILURE
+    assert b_outcomes == [StoreStatus.STORED], "B never ran between A's failure and cleanup"
+    [stored] = archive_files(runtime)
+    assert stored.read_bytes() == to_bytes(second)
+    assert instance_count(runtime) == 1
 
 
 def received_file(runtime: Runtime, data: bytes) -> ReceivedFile:

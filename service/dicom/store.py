@@ -167,7 +167,7 @@ def _index_and_file(
 ) -> list[StoreOutcome]:
     """Index and file received instances in one transaction; raise InstanceRejected (and
     leave nothing of them behind) when one cannot be stored."""
-    placed: list[str] = []
+    placed: list[tuple[str, str]] = []  # (SOP Instance UID, relative path) of files filed
     outcomes: list[StoreOutcome] = []
     current = items[0][1].instance
     try:
@@ -192,18 +192,18 @@ def _index_and_file(
                         session, _instance_values(parsed, series_pk, relative, received)
                     )
                     archive.place(received, relative)
-                    placed.append(relative)
+                    placed.append((current.sop_instance_uid, relative))
                     status = StoreStatus.STORED
                 outcome = _outcome(parsed, status)
                 if audit is not None:
                     audit(session, outcome)  # same transaction: no store without its log row
                 outcomes.append(outcome)
     except InstanceRejected:
-        _remove(archive, placed)
+        _remove_unclaimed(session_factory, archive, placed)
         raise
     except SQLAlchemyError as exc:
-        _remove(archive, placed)
         log.error("ingest.database_error", error=type(exc).__name__)
+        _remove_unclaimed(session_factory, archive, placed)
         raise InstanceRejected(
             "the archive could not record this instance (database error); nothing was stored",
             FailureReason.PROCESSING_FAILURE,
@@ -211,8 +211,8 @@ def _index_and_file(
             sop_instance_uid=current.sop_instance_uid,
         ) from exc
     except OSError as exc:
-        _remove(archive, placed)
         log.error("ingest.file_error", error=type(exc).__name__)
+        _remove_unclaimed(session_factory, archive, placed)
         raise InstanceRejected(
             "the archive could not write this instance (storage error); nothing was stored",
             FailureReason.OUT_OF_RESOURCES,
@@ -225,9 +225,27 @@ def _index_and_file(
     return outcomes
 
 
-def _remove(archive: Archive, placed: list[str]) -> None:
-    for relative in placed:
-        archive.remove(relative)
+def _remove_unclaimed(
+    session_factory: sessionmaker[Session], archive: Archive, placed: list[tuple[str, str]]
+) -> None:
+    """Delete the files a failed transaction had filed, except any a row now points to.
+
+    The failed transaction has ended, and its locks with it: a concurrent store of the same
+    instance may meanwhile have filed its own copy at the same path and committed its row.
+    Looking under that instance's lock keeps such a file. When even the look fails, the files
+    stay: a stray file that no row points to is harmless (the next store of that instance
+    overwrites it), a row without its file is lost data.
+    """
+    if not placed:
+        return
+    try:
+        with session_scope(session_factory) as session:
+            repository.lock_keys(session, [f"sop:{sop}" for sop, _relative in placed])
+            for sop, relative in placed:
+                if repository.get_stored_copy(session, sop) is None:
+                    archive.remove(relative)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("ingest.cleanup_failed", error=type(exc).__name__, files=len(placed))
 
 
 def _series_for(session: Session, parsed: ParsedInstance) -> uuid.UUID:
