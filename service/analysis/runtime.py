@@ -11,6 +11,7 @@ import torch
 from service.analysis import service
 from service.analysis.helper_process import HelperProcess, shared_helper
 from service.analysis.methods import ExplanationMethod, parse_methods
+from service.analysis.resume_turn import ResumeTurn
 from service.analysis.rules import ArrivalRules
 from service.db import session_scope
 from service.dicom.store import StoreOutcome, StoreStatus
@@ -30,6 +31,7 @@ class AnalysisServices:
     rules: ArrivalRules
     default_methods: tuple[ExplanationMethod, ...]
     helper: HelperProcess = field(default_factory=shared_helper)
+    resume_turn: ResumeTurn | None = None  # held by the one process that resumes analyses
 
     def on_instances_stored(self, outcomes: Sequence[StoreOutcome]) -> None:
         """Queue analyses for newly stored images that match the arrival rules."""
@@ -62,6 +64,8 @@ class AnalysisServices:
 
     def close(self) -> None:
         self.jobs.close()
+        if self.resume_turn is not None:
+            self.resume_turn.release()
 
 
 def analysis_services(

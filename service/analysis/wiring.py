@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from service.analysis import lung_fields
+from service.analysis.resume_turn import ResumeTurn
 from service.analysis.runtime import AnalysisServices, analysis_services
 from service.analysis.tasks import run_analysis
 from service.db import session_scope
@@ -23,7 +24,7 @@ log = get_logger(__name__)
 def start_analysis_services(runtime: Runtime) -> AnalysisServices:
     """Return analysis services whose jobs run in this process, or in Celery workers when
     VIGIL_BROKER_URL is set. In-process, analyses left queued or running by an earlier
-    process are queued again."""
+    process are queued again, by one process only when several serve (see ``resume_turn``)."""
     if runtime.settings.broker_url:
         celery = create_celery(runtime.settings)
         return analysis_services(runtime, lambda _services: CeleryJobs(celery))
@@ -34,6 +35,10 @@ def start_analysis_services(runtime: Runtime) -> AnalysisServices:
     services = analysis_services(runtime, in_process)
     services.helper.warm_up()
     _warm_up_lungs(services)
+    services.resume_turn = ResumeTurn.take(runtime.settings.var_dir)
+    if services.resume_turn is None:
+        log.info("analysis.resume_left_to_another_process")
+        return services
     for analysis_id in _unfinished(runtime):
         services.jobs.enqueue_analysis(analysis_id)
     return services
