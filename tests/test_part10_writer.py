@@ -28,7 +28,7 @@ def pydicom_json(ds: Dataset) -> dict[str, object]:
     out: dict[str, object] = {}
     tags = ds.keys()
     for tag in tags:
-        if tag.group == 2 or dicom_json._is_bulk(ds, tag):
+        if tag.group == 2 or dicom_json._is_bulk(tag, ds.get_item(tag, keep_deferred=True)):
             continue
         elem = ds[tag]
         if elem.VR == "SQ":

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from service.log_config import get_logger
 
@@ -19,6 +21,8 @@ DicomJson = dict[str, Any]
 BULK_DATA_THRESHOLD = 1024
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # (float) pixel data
+_CHARACTER_SET = 0x00080005  # Specific Character Set: itself in the default repertoire
 # VRs whose JSON value is the text itself, and those whose is a number (PS3.18 F.2.3).
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
@@ -49,22 +53,50 @@ def dataset_to_json(ds: Dataset) -> DicomJson:
     Elements that cannot be represented (a broken value in an otherwise good file) are
     left out rather than failing the whole instance.
     """
-    out: DicomJson = {}
-    for tag in list(ds.keys()):
-        if tag >> 16 == 0x0002:
-            continue
-        item = ds.get_item(tag, keep_deferred=True)
-        # A data set built in memory (an analysis's outputs) holds converted elements with
-        # plain values: those are put in JSON here directly, several times faster than
-        # pydicom's general ``to_json_dict`` (the same JSON: tested).
-        if isinstance(item, DataElement) and (plain := _plain_json(item)) is not None:
-            out[tag_key(tag)] = plain
-            continue
-        if _is_bulk(ds, tag):
+    return elements_to_json(converted_elements(ds))
+
+
+def converted_elements(ds: Dataset) -> dict[int, DataElement]:
+    """Return a dataset's elements with their values, leaving out file meta and bulk data.
+
+    Elements read from a file are converted from their bytes here, by pydicom's own
+    converter, without storing them back into the dataset: a dataset's item access does
+    that plus bookkeeping that made it most of the cost of indexing an instance. Elements
+    that need more than their own bytes (sequences, values left on disk, VRs that depend on
+    other elements) go through the dataset's item access as before. One that cannot be
+    converted is left out (and logged).
+    """
+    encoding: str | MutableSequence[str] = ds.original_character_set or ds._character_set
+    out: dict[int, DataElement] = {}
+    for tag, item in ds.items():
+        if tag >> 16 == 0x0002 or _is_bulk(tag, item):
             continue
         try:
-            elem = ds[tag]
-            out[tag_key(tag)] = _element_json(elem)
+            if isinstance(item, DataElement):
+                out[tag] = item
+                continue
+            elem = None
+            if item.value is not None and item.VR != "SQ":
+                elem = convert_raw_data_element(
+                    item, encoding=default_encoding if tag == _CHARACTER_SET else encoding, ds=ds
+                )
+            if elem is None or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
+                elem = ds[tag]
+            out[tag] = elem
+        except Exception as exc:  # noqa: BLE001 - one bad element must not lose the instance
+            log.warning("dicom_json.element_skipped", tag=tag_key(tag), error=type(exc).__name__)
+    return out
+
+
+def elements_to_json(elements: dict[int, DataElement]) -> DicomJson:
+    """Return the DICOM JSON of elements (``converted_elements``)."""
+    out: DicomJson = {}
+    for tag, elem in elements.items():
+        try:
+            # Plain values (text, numbers) are put in JSON here directly, several times
+            # faster than pydicom's general ``to_json_dict`` (the same JSON: tested).
+            plain = _plain_json(elem)
+            out[tag_key(tag)] = plain if plain is not None else _element_json(elem)
         except Exception as exc:  # noqa: BLE001 - one bad element must not lose the instance
             log.warning("dicom_json.element_skipped", tag=tag_key(tag), error=type(exc).__name__)
     return out
@@ -100,19 +132,17 @@ def _plain_json(elem: DataElement) -> dict[str, Any] | None:
     return {"vr": vr, "Value": [number(v) for v in values]} if values else {"vr": vr}
 
 
-def _is_bulk(ds: Dataset, tag: BaseTag) -> bool:
-    raw = ds.get_item(tag, keep_deferred=True)
-    if raw is None:
-        return False
-    vr = getattr(raw, "VR", None)
+def _is_bulk(tag: int, item: DataElement | RawDataElement) -> bool:
+    """Return whether an element is bulk data: pixels, or binary data over the threshold."""
+    vr = item.VR
     if vr == "SQ":
         return False
-    length = getattr(raw, "length", None)
-    if length is None:  # an already-converted element
-        value = getattr(raw, "value", None)
-        length = len(value) if isinstance(value, bytes | bytearray) else 0
-    if tag in (Tag(0x7FE00010), Tag(0x7FE00008), Tag(0x7FE00009)):
+    if tag in _BULK_TAGS:
         return True
+    length = getattr(item, "length", None)  # a raw element's; a converted one has none
+    if length is None:
+        value = item.value
+        length = len(value) if isinstance(value, bytes | bytearray) else 0
     return vr in _BINARY_VRS and (length > BULK_DATA_THRESHOLD or length == _UNDEFINED_LENGTH)
 
 

@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
 from pydicom.uid import UID
 
-from service.dicom.dicom_json import DicomJson, dataset_to_json
+from service.dicom.dicom_json import DicomJson, converted_elements, elements_to_json
 from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
 
@@ -28,6 +30,7 @@ _DEFER_SIZE = 256 * 1024
 _PIXEL_DATA = 0x7FE00010
 _FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_Elements = dict[int, DataElement]  # a dataset's elements, converted (converted_elements)
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,10 @@ def parse_instance(
     a structured report's thousands of nested elements is most of the cost.
     """
     ds = dataset if dataset is not None else read_dataset(path)
-    sop_class = _text(ds, "SOPClassUID", 64)
-    sop_instance = _text(ds, "SOPInstanceUID", 64)
-    _check_uids(ds, sop_class, sop_instance)
+    elements = converted_elements(ds)
+    sop_class = _text(elements, "SOPClassUID", 64)
+    sop_instance = _text(elements, "SOPInstanceUID", 64)
+    _check_uids(elements, sop_class, sop_instance)
     transfer_syntax = _transfer_syntax(ds, sop_class, sop_instance)
 
     has_pixels = _PIXEL_DATA in ds or any(t in ds for t in _FLOAT_PIXEL_DATA)
@@ -115,50 +119,50 @@ def parse_instance(
             sop_instance_uid=sop_instance,
         )
     if has_pixels:
-        _check_pixels(ds, path, transfer_syntax, sop_class, sop_instance)
+        _check_pixels(ds, elements, path, transfer_syntax, sop_class, sop_instance)
 
     return ParsedInstance(
         patient=PatientAttributes(
-            patient_id=_text(ds, "PatientID", 64),
-            issuer_of_patient_id=_text(ds, "IssuerOfPatientID", 64),
-            patient_name=_text(ds, "PatientName", 324),
-            patient_sex=_text(ds, "PatientSex", 16),
-            patient_birth_date=_text(ds, "PatientBirthDate", 8),
+            patient_id=_text(elements, "PatientID", 64),
+            issuer_of_patient_id=_text(elements, "IssuerOfPatientID", 64),
+            patient_name=_text(elements, "PatientName", 324),
+            patient_sex=_text(elements, "PatientSex", 16),
+            patient_birth_date=_text(elements, "PatientBirthDate", 8),
         ),
         study=StudyAttributes(
-            study_instance_uid=_text(ds, "StudyInstanceUID", 64),
-            study_date=_text(ds, "StudyDate", 8),
-            study_time=_text(ds, "StudyTime", 16),
-            accession_number=_text(ds, "AccessionNumber", 64),
-            study_id=_text(ds, "StudyID", 16),
-            study_description=_text(ds, "StudyDescription", 64),
-            referring_physician_name=_text(ds, "ReferringPhysicianName", 324),
-            patient_age=_text(ds, "PatientAge", 4),
+            study_instance_uid=_text(elements, "StudyInstanceUID", 64),
+            study_date=_text(elements, "StudyDate", 8),
+            study_time=_text(elements, "StudyTime", 16),
+            accession_number=_text(elements, "AccessionNumber", 64),
+            study_id=_text(elements, "StudyID", 16),
+            study_description=_text(elements, "StudyDescription", 64),
+            referring_physician_name=_text(elements, "ReferringPhysicianName", 324),
+            patient_age=_text(elements, "PatientAge", 4),
         ),
         series=SeriesAttributes(
-            series_instance_uid=_text(ds, "SeriesInstanceUID", 64),
-            modality=_text(ds, "Modality", 16),
-            series_number=_integer(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription", 64),
-            body_part_examined=_text(ds, "BodyPartExamined", 16),
-            manufacturer=_text(ds, "Manufacturer", 64),
-            manufacturer_model_name=_text(ds, "ManufacturerModelName", 64),
-            institution_name=_text(ds, "InstitutionName", 64),
-            station_name=_text(ds, "StationName", 16),
+            series_instance_uid=_text(elements, "SeriesInstanceUID", 64),
+            modality=_text(elements, "Modality", 16),
+            series_number=_integer(elements, "SeriesNumber"),
+            series_description=_text(elements, "SeriesDescription", 64),
+            body_part_examined=_text(elements, "BodyPartExamined", 16),
+            manufacturer=_text(elements, "Manufacturer", 64),
+            manufacturer_model_name=_text(elements, "ManufacturerModelName", 64),
+            institution_name=_text(elements, "InstitutionName", 64),
+            station_name=_text(elements, "StationName", 16),
         ),
         instance=InstanceAttributes(
             sop_instance_uid=sop_instance,
             sop_class_uid=sop_class,
-            instance_number=_integer(ds, "InstanceNumber"),
-            rows=_integer(ds, "Rows"),
-            columns=_integer(ds, "Columns"),
-            number_of_frames=_integer(ds, "NumberOfFrames") or 1,
-            bits_allocated=_integer(ds, "BitsAllocated"),
-            photometric_interpretation=_text(ds, "PhotometricInterpretation", 16),
-            view_position=_text(ds, "ViewPosition", 16),
+            instance_number=_integer(elements, "InstanceNumber"),
+            rows=_integer(elements, "Rows"),
+            columns=_integer(elements, "Columns"),
+            number_of_frames=_integer(elements, "NumberOfFrames") or 1,
+            bits_allocated=_integer(elements, "BitsAllocated"),
+            photometric_interpretation=_text(elements, "PhotometricInterpretation", 16),
+            view_position=_text(elements, "ViewPosition", 16),
             transfer_syntax_uid=transfer_syntax,
         ),
-        dicom_json=dataset_to_json(ds),
+        dicom_json=elements_to_json(elements),
     )
 
 
@@ -227,9 +231,9 @@ def pixel_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_uids(ds: Dataset, sop_class: str, sop_instance: str) -> None:
+def _check_uids(elements: _Elements, sop_class: str, sop_instance: str) -> None:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-        value = _text(ds, keyword, 10_000)
+        value = _text(elements, keyword, 10_000)
         if not value:
             raise InstanceRejected(
                 f"missing {keyword}",
@@ -260,7 +264,12 @@ def _transfer_syntax(ds: Dataset, sop_class: str, sop_instance: str) -> str:
 
 
 def _check_pixels(
-    ds: Dataset, path: Path, transfer_syntax: str, sop_class: str, sop_instance: str
+    ds: Dataset,
+    elements: _Elements,
+    path: Path,
+    transfer_syntax: str,
+    sop_class: str,
+    sop_instance: str,
 ) -> None:
     def reject(reason: str, code: FailureReason = FailureReason.CANNOT_UNDERSTAND) -> None:
         raise InstanceRejected(reason, code, sop_class_uid=sop_class, sop_instance_uid=sop_instance)
@@ -281,17 +290,17 @@ def _check_pixels(
             FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
         )
     for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
-        if _integer(ds, keyword) is None:
+        if _integer(elements, keyword) is None:
             reject(f"missing {keyword}, needed to read the pixel data")
     raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     length = getattr(raw, "length", None)
     value_tell = getattr(raw, "value_tell", None)
     if not uid.is_encapsulated:
-        rows, columns = _integer(ds, "Rows") or 0, _integer(ds, "Columns") or 0
-        frames = _integer(ds, "NumberOfFrames") or 1
-        samples = _integer(ds, "SamplesPerPixel") or 1
-        bits = _integer(ds, "BitsAllocated") or 0
-        if _text(ds, "PhotometricInterpretation", 16) == "YBR_FULL_422":
+        rows, columns = _integer(elements, "Rows") or 0, _integer(elements, "Columns") or 0
+        frames = _integer(elements, "NumberOfFrames") or 1
+        samples = _integer(elements, "SamplesPerPixel") or 1
+        bits = _integer(elements, "BitsAllocated") or 0
+        if _text(elements, "PhotometricInterpretation", 16) == "YBR_FULL_422":
             samples = 2  # two chroma samples shared by each pair of pixels
         expected = (rows * columns * frames * samples * bits + 7) // 8
         if length is None:
@@ -301,7 +310,7 @@ def _check_pixels(
         if value_tell is not None and value_tell + length > os.path.getsize(path):
             reject("the file ends inside its pixel data (truncated)")
         return
-    frames = _integer(ds, "NumberOfFrames") or 1
+    frames = _integer(elements, "NumberOfFrames") or 1
     try:
         for index in sorted({0, frames - 1}):
             pixel_array(ds, index=index)
@@ -309,23 +318,29 @@ def _check_pixels(
         reject(f"pixel data cannot be decoded ({uid.name}): {_short(exc)}")
 
 
-def _text(ds: Dataset, keyword: str, max_length: int) -> str:
-    try:
-        value: Any = ds.get(keyword)
-    except Exception:  # noqa: BLE001 - a malformed value counts as absent
-        return ""
+def _value(elements: _Elements, keyword: str) -> Any:
+    tag = tag_for_keyword(keyword)
+    elem = elements.get(tag) if tag is not None else None
+    return None if elem is None else elem.value
+
+
+def _text(elements: _Elements, keyword: str, max_length: int) -> str:
+    value: Any = _value(elements, keyword)
     if value is None:
         return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
+    try:
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = str(value)
+    except Exception:  # noqa: BLE001 - a malformed value counts as absent
+        return ""
     return text.strip().replace("\x00", "")[:max_length]
 
 
-def _integer(ds: Dataset, keyword: str) -> int | None:
+def _integer(elements: _Elements, keyword: str) -> int | None:
+    value = _value(elements, keyword)
     try:
-        value = ds.get(keyword)
         return None if value is None or value == "" else int(value)
     except (TypeError, ValueError):
         return None
