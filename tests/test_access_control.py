@@ -7,10 +7,14 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.auth import service as auth_service
+from service.auth.repository import TokenHolderQuery, get_token_holder
 from service.auth.roles import Role
+from service.auth.secrets import token_sha256
 from service.db import session_scope
+from service.orm import User
 from service.runtime import Runtime
 from tests.conftest import bearer
 
@@ -156,3 +160,50 @@ def test_whoami_names_the_role_and_its_permissions(
     assert body["username"] == "svc-clinician"
     assert "dicom:read" in body["permissions"]
     assert "dicom:store" not in body["permissions"]
+
+
+def test_a_deactivated_users_tokens_stop_working(client: TestClient, runtime: Runtime) -> None:
+    with session_scope(runtime.session_factory) as session:
+        user = auth_service.create_user(session=session, username="leaver", role=Role.CLINICIAN)
+        _token, secret = auth_service.create_token(
+            session=session, role=Role.CLINICIAN, username="leaver"
+        )
+    assert client.get("/api/v1/me", headers=bearer(secret)).status_code == 200
+    with session_scope(runtime.session_factory) as session:
+        session.get(User, user.id).is_active = False  # type: ignore[union-attr]
+    response = client.get("/api/v1/me", headers=bearer(secret))
+    assert response.status_code == 401
+    assert "deactivated" in response.json()["detail"]
+
+
+def test_the_precompiled_sqlite_token_lookup_reads_what_sqlalchemy_reads(
+    runtime: Runtime,
+) -> None:
+    engine = runtime.session_factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with pytest.raises(ValueError, match="no precompiled token lookup"):
+            TokenHolderQuery(engine)
+        return
+    with session_scope(runtime.session_factory) as session:
+        auth_service.create_user(session=session, username="leaver", role=Role.AUDITOR)
+        made = [
+            auth_service.create_token(session=session, role=Role.CLINICIAN),
+            auth_service.create_token(
+                session=session, role=Role.AUDITOR, expires_in=timedelta(days=3)
+            ),
+            auth_service.create_token(session=session, role=Role.AUDITOR, username="leaver"),
+        ]
+        auth_service.revoke_token(session=session, prefix=made[0][0].prefix)
+        session.scalars(select(User).where(User.username == "leaver")).one().is_active = False
+    query = TokenHolderQuery(engine)
+    with engine.connect() as connection:
+        for _token, secret in made:
+            expected = get_token_holder(connection, token_sha256(secret))
+            assert expected is not None
+            assert query.get(token_sha256(secret)) == expected
+        assert query.get(token_sha256("no-such-token")) is None
+    holders = [query.get(token_sha256(secret)) for _token, secret in made]
+    assert [h.revoked_at is not None for h in holders if h] == [True, False, False]
+    assert [h.expires_at is not None for h in holders if h] == [False, True, False]
+    assert [h.user_is_active for h in holders if h] == [True, True, False]
+    assert [h.role for h in holders if h] == [Role.CLINICIAN, Role.AUDITOR, Role.AUDITOR]

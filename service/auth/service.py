@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from service.auth import repository
+from service.auth.repository import TokenHolder
 from service.auth.roles import Role
 from service.auth.secrets import hash_password, new_token, token_sha256
 from service.errors import BadRequest, Conflict, NotAuthenticated, NotFound
@@ -101,6 +102,12 @@ def authenticate_token(
 ) -> Principal:
     """Return the principal a bearer token stands for; raise NotAuthenticated otherwise."""
     holder = repository.get_token_holder(connection, token_sha256(secret))
+    return principal_of_holder(holder, now=now)
+
+
+def principal_of_holder(holder: TokenHolder | None, *, now: datetime | None = None) -> Principal:
+    """Return the principal of a looked-up token (None: not found); raise NotAuthenticated
+    for one that is unknown, revoked, expired or whose user is deactivated."""
     if holder is None:
         raise NotAuthenticated("unknown API token")
     now = now or utcnow()
