@@ -17,11 +17,13 @@ try:
 except ImportError:  # not on Windows: SQLite's busy handler does the waiting there
     fcntl = None  # type: ignore[assignment]
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Insert, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from service.sqlite_inserts import compiled_insert
 
 # Execution option: start this session's SQLite transaction with BEGIN IMMEDIATE.
 WRITE_LOCK_OPTION = "vigil_sqlite_write_lock"
@@ -159,12 +161,16 @@ def commit_statement(engine: Engine, statement: Executable, params: Mapping[str,
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(statement, params)
         return
-    with (
-        _sqlite_writer(engine),
-        engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection,
-    ):
-        connection.execute(statement, params)
-        connection.commit()
+    with _sqlite_writer(engine):
+        compiled = (
+            compiled_insert(engine, statement, params) if isinstance(statement, Insert) else None
+        )
+        if compiled is not None:
+            compiled.run(params)
+            return
+        with engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection:
+            connection.execute(statement, params)
+            connection.commit()
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,88 @@
+"""One-row INSERTs compiled once for SQLite (the reads' access-log rows) write what
+SQLAlchemy's own path writes, and fail as it fails."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from service.auth import service as auth_service
+from service.auth.roles import Role
+from service.db import commit_statement, session_scope
+from service.orm import AccessLogEntry
+from service.runtime import Runtime
+from service.sqlite_inserts import compiled_insert
+
+INSERT = insert(cast(Table, AccessLogEntry.__table__))
+
+
+def _row(runtime: Runtime, **changes: Any) -> dict[str, Any]:
+    with session_scope(runtime.session_factory) as session:
+        token, _secret = auth_service.create_token(session=session, role=Role.AUDITOR)
+    return {
+        "id": uuid.uuid4(),
+        "at": datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=UTC),
+        "user_pk": token.user_pk,
+        "token_pk": token.id,
+        "username": "svc-auditor",
+        "role": "auditor",
+        "action": "dicom.retrieve",
+        "study_instance_uid": "1.2.3",
+        "series_instance_uid": None,
+        "sop_instance_uid": "1.2.3.4.5",
+        "result_count": 3,
+        "status_code": 200,
+        "client_addr": "127.0.0.1",
+        "request_id": "req-1",
+    } | changes
+
+
+def _read_back(runtime: Runtime, row_id: uuid.UUID) -> dict[str, Any]:
+    with runtime.session_factory() as session:
+        entry = session.get(AccessLogEntry, row_id)
+        assert entry is not None
+        return {c.key: getattr(entry, c.key) for c in AccessLogEntry.__table__.columns}
+
+
+def test_a_compiled_insert_writes_what_sqlalchemy_writes(runtime: Runtime) -> None:
+    engine = runtime.read_log_engine
+    fast_row = _row(runtime)
+    if engine.dialect.name != "sqlite":
+        assert compiled_insert(engine, INSERT, fast_row) is None  # SQLAlchemy's path there
+        return
+    compiled = compiled_insert(engine, INSERT, fast_row)
+    assert compiled is not None
+    commit_statement(engine, INSERT, fast_row)
+    slow_row = fast_row | {"id": uuid.uuid4()}
+    with engine.begin() as connection:
+        connection.execute(INSERT, slow_row)
+    fast, slow = _read_back(runtime, fast_row["id"]), _read_back(runtime, slow_row["id"])
+    assert fast.pop("id") != slow.pop("id")
+    assert fast == slow
+    assert fast["at"].replace(tzinfo=UTC) == fast_row["at"]
+    assert fast["user_pk"] == fast_row["user_pk"]
+
+
+def test_a_statement_needing_python_defaults_is_left_to_sqlalchemy(runtime: Runtime) -> None:
+    row = _row(runtime)
+    del row["id"], row["at"]  # both have defaults computed in Python
+    assert compiled_insert(runtime.read_log_engine, INSERT, row) is None
+    commit_statement(runtime.read_log_engine, INSERT, row)
+    with runtime.session_factory() as session:
+        [entry] = session.scalars(
+            select(AccessLogEntry).where(AccessLogEntry.request_id == "req-1")
+        )
+    assert entry.id is not None and entry.at is not None
+
+
+def test_a_database_error_is_sqlalchemys_and_writes_nothing(runtime: Runtime) -> None:
+    row = _row(runtime, user_pk=uuid.uuid4())  # no such user: the foreign key refuses it
+    with pytest.raises(IntegrityError):
+        commit_statement(runtime.read_log_engine, INSERT, row)
+    with runtime.session_factory() as session:
+        assert session.get(AccessLogEntry, row["id"]) is None
