@@ -19,7 +19,10 @@ from service.settings import Environment, get_settings
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Server processes (each loads its own models). On SQLite their writes take turns.",
+    help=(
+        "Server processes (each loads its own models). On SQLite their writes take turns; "
+        "one of them resumes the analyses a previous run left unfinished."
+    ),
 )
 def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
     """Serve the API and DICOMweb on HOST:PORT."""
