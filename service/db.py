@@ -23,7 +23,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.sqlite_inserts import compiled_insert
+from service.sqlite_compiled import compiled_insert
 
 # Execution option: start this session's SQLite transaction with BEGIN IMMEDIATE.
 WRITE_LOCK_OPTION = "vigil_sqlite_write_lock"

@@ -181,7 +181,7 @@ def test_the_precompiled_sqlite_token_lookup_reads_what_sqlalchemy_reads(
 ) -> None:
     engine = runtime.session_factory.kw["bind"]
     if engine.dialect.name != "sqlite":
-        with pytest.raises(ValueError, match="no precompiled token lookup"):
+        with pytest.raises(ValueError, match="no compiled statement"):
             TokenHolderQuery(engine)
         return
     with session_scope(runtime.session_factory) as session:

@@ -16,7 +16,7 @@ from service.auth.roles import Role
 from service.db import commit_statement, session_scope
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
-from service.sqlite_inserts import compiled_insert
+from service.sqlite_compiled import compiled_insert
 
 INSERT = insert(cast(Table, AccessLogEntry.__table__))
 
