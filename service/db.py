@@ -6,11 +6,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 try:
     import fcntl
@@ -23,13 +23,25 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.sqlite_compiled import compiled_insert
+from service.sqlite_compiled import (
+    DriverTransaction,
+    compiled_insert,
+    driver_connection,
+    driver_transaction,
+)
 
 # Execution option: start this session's SQLite transaction with BEGIN IMMEDIATE.
 WRITE_LOCK_OPTION = "vigil_sqlite_write_lock"
 # A pooled server connection idle this long is checked before use (see _ping_after_idle).
 PING_AFTER_IDLE_S = 1.0
 _CHECKED_IN_AT = "vigil_checked_in_at"
+
+
+class Executes(Protocol):
+    """Where a row is inserted within an open write transaction: a ``Session``, or a
+    ``DriverTransaction`` (see ``sqlite_driver_transaction``)."""
+
+    def execute(self, statement: Insert, params: Sequence[Mapping[str, Any]], /) -> object: ...
 
 
 def create_db_engine(
@@ -166,7 +178,8 @@ def commit_statement(engine: Engine, statement: Executable, params: Mapping[str,
             compiled_insert(engine, statement, params) if isinstance(statement, Insert) else None
         )
         if compiled is not None:
-            compiled.run(params)
+            with driver_connection(engine) as driver:
+                compiled.run(driver, params)
             return
         with engine.connect().execution_options(**{WRITE_LOCK_OPTION: True}) as connection:
             connection.execute(statement, params)
@@ -248,6 +261,14 @@ def _writer_lock_file(engine: Engine) -> int | None:
     while len(_writer_lock_files) > _WRITER_LOCK_FILES_KEPT:
         os.close(_writer_lock_files.popitem(last=False)[1])
     return fd
+
+
+@contextmanager
+def sqlite_driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
+    """Yield an SQLite write transaction run on the driver (see ``sqlite_compiled``), in turn
+    with the other writers as ``session_scope``'s; commit when the block succeeds."""
+    with _sqlite_writer(engine), driver_transaction(engine) as transaction:
+        yield transaction
 
 
 @contextmanager

@@ -1,34 +1,36 @@
 """Statements on SQLite's hot paths, compiled once and run straight on the driver.
 
-Every request looks its token up, and every read of patient data commits an access-log row
-before it answers. Through a SQLAlchemy connection each cost a BEGIN, the statement's
-execution context and a COMMIT or ROLLBACK: several times the statement's own time. Here it
-is the same SQL, compiled once per statement (and set of columns), each value converted by
-the bind and result processors SQLAlchemy itself would apply, run as one statement in the
-driver's autocommit mode (the engine's connections have no implicit transactions: see
-``db._sqlite_pragmas``), which is its own transaction.
+Every request looks its token up, every read of patient data commits an access-log row
+before it answers, and every stored instance runs a short write transaction. Through a
+SQLAlchemy connection or session each statement cost a BEGIN, its execution context and a
+COMMIT or ROLLBACK: several times the statement's own time. Here it is the same SQL,
+compiled once per statement (and set of columns), each value converted by the bind and
+result processors SQLAlchemy itself would apply, run on the driver's connection: alone, in
+the driver's autocommit mode (the engine's connections have no implicit transactions: see
+``db._sqlite_pragmas``), which is its own transaction; or in a ``DriverTransaction``.
+
+A database error is raised as SQLAlchemy's ``DBAPIError``, as SQLAlchemy would raise it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Insert, Select
+from sqlalchemy import Dialect, Engine, Insert, Select
 from sqlalchemy.exc import DBAPIError
+
+_Statement = Insert | Select[*tuple[Any, ...]]
 
 
 class _Compiled:
-    """A statement compiled for an SQLite engine, with its values' bind processors."""
+    """A statement compiled for SQLite, with its values' bind processors."""
 
     def __init__(
-        self,
-        engine: Engine,
-        statement: Insert | Select[*tuple[Any, ...]],
-        columns: frozenset[str] | None,
+        self, dialect: Dialect, statement: _Statement, columns: frozenset[str] | None
     ) -> None:
-        dialect = engine.dialect
         keys = sorted(columns) if columns is not None else None
         compiled = statement.compile(dialect=dialect, column_keys=keys)
         if dialect.paramstyle != "qmark" or compiled.positiontup is None:
@@ -37,7 +39,7 @@ class _Compiled:
         if any(getattr(compiled, name, None) for name in computed):
             # Defaults computed in Python, or values read back: SQLAlchemy's own path does those.
             raise ValueError("this statement needs values the database path computes")
-        self._engine = engine
+        self._error: type[Exception] = dialect.loaded_dbapi.Error
         self._sql = str(compiled)
         self._order = list(compiled.positiontup)
         self._binders: list[Callable[[Any], Any] | None] = [
@@ -45,15 +47,12 @@ class _Compiled:
             for name in self._order
         ]
 
-    def _execute(self, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Run the statement; return its first row, if any. A database error is raised as
-        SQLAlchemy's DBAPIError, as SQLAlchemy would raise it."""
+    def _execute(self, connection: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run the statement on a driver connection; return its first row, if any."""
         params = [
             value if bind is None else bind(value)
             for bind, value in zip(self._binders, (values[n] for n in self._order), strict=True)
         ]
-        error = self._engine.dialect.loaded_dbapi.Error
-        connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
@@ -61,44 +60,103 @@ class _Compiled:
                 return row
             finally:
                 cursor.close()
-        except error as exc:
-            raise DBAPIError.instance(self._sql, params, exc, error) from exc
-        finally:
-            connection.close()  # back to the pool
+        except self._error as exc:
+            raise DBAPIError.instance(self._sql, params, exc, self._error) from exc
 
 
 class CompiledInsert(_Compiled):
     """An INSERT of one row with a fixed set of columns."""
 
-    def __init__(self, engine: Engine, statement: Insert, columns: frozenset[str]) -> None:
-        super().__init__(engine, statement, columns)
+    def __init__(self, dialect: Dialect, statement: Insert, columns: frozenset[str]) -> None:
+        super().__init__(dialect, statement, columns)
 
-    def run(self, values: Mapping[str, Any]) -> None:
-        """Insert the row (column name → value)."""
-        self._execute(values)
+    def run(self, connection: Any, values: Mapping[str, Any]) -> None:
+        """Insert the row (column name → value) on a driver connection."""
+        self._execute(connection, values)
 
 
 class CompiledRowQuery(_Compiled):
     """A SELECT of at most one row, its columns converted as SQLAlchemy converts them."""
 
-    def __init__(self, engine: Engine, statement: Select[*tuple[Any, ...]]) -> None:
-        super().__init__(engine, statement, None)
-        dialect = engine.dialect
+    def __init__(self, dialect: Dialect, statement: Select[*tuple[Any, ...]]) -> None:
+        super().__init__(dialect, statement, None)
         self._readers: list[Callable[[Any], Any] | None] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
 
-    def one_or_none(self, params: Mapping[str, Any]) -> list[Any] | None:
+    def one_or_none(self, connection: Any, params: Mapping[str, Any]) -> list[Any] | None:
         """Return the row's values, or None when no row matches."""
-        row = self._execute(params)
+        row = self._execute(connection, params)
         if row is None:
             return None
         return [v if read is None else read(v) for read, v in zip(self._readers, row, strict=True)]
 
 
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[Any]:
+    """Yield a driver connection from the engine's pool (in autocommit: see above)."""
+    connection = engine.raw_connection()
+    try:
+        yield connection.dbapi_connection
+    finally:
+        connection.close()  # back to the pool
+
+
+class DriverTransaction:
+    """A write transaction on a driver connection: what ``driver_transaction`` yields."""
+
+    def __init__(self, engine: Engine, connection: Any) -> None:
+        self._engine = engine
+        self._connection = connection
+
+    def execute(self, statement: Insert, params: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows (column name → value), as ``Session.execute`` would."""
+        for values in params:
+            compiled = compiled_insert(self._engine, statement, values)
+            if compiled is None:
+                raise ValueError("this INSERT needs values the database path computes")
+            compiled.run(self._connection, values)
+
+    def one_or_none(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> list[Any] | None:
+        """Return the values of the one row a query finds, or None."""
+        return compiled_query(self._engine, statement).one_or_none(self._connection, params)
+
+
+@contextmanager
+def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:
+    """Yield a transaction holding SQLite's write lock (BEGIN IMMEDIATE) on a driver
+    connection; commit when the block succeeds, roll back if not.
+
+    The caller takes its turn with the other writers first (``db.sqlite_driver_transaction``).
+    """
+    error: type[Exception] = engine.dialect.loaded_dbapi.Error
+    with driver_connection(engine) as connection:
+        _run(connection, "BEGIN IMMEDIATE", error)
+        try:
+            yield DriverTransaction(engine, connection)
+            _run(connection, "COMMIT", error)
+        except BaseException:
+            if connection.in_transaction:
+                _run(connection, "ROLLBACK", error)
+            raise
+
+
+def _run(connection: Any, sql: str, error: type[Exception]) -> None:
+    try:
+        connection.execute(sql)
+    except error as exc:
+        raise DBAPIError.instance(sql, [], exc, error) from exc
+
+
+# Compiled once per engine (the dialect's settings shape the SQL). The cached statements
+# keep no reference to their engine, so an engine that is dropped leaves with its entry.
 _inserts: WeakKeyDictionary[Engine, dict[tuple[Insert, frozenset[str]], CompiledInsert | None]]
 _inserts = WeakKeyDictionary()
+_queries: WeakKeyDictionary[Engine, dict[Select[*tuple[Any, ...]], CompiledRowQuery]]
+_queries = WeakKeyDictionary()
 
 
 def compiled_insert(
@@ -110,7 +168,16 @@ def compiled_insert(
     known = _inserts.setdefault(engine, {})
     if key not in known:
         try:
-            known[key] = CompiledInsert(engine, statement, key[1])
+            known[key] = CompiledInsert(engine.dialect, statement, key[1])
         except ValueError:
             known[key] = None
     return known[key]
+
+
+def compiled_query(engine: Engine, statement: Select[*tuple[Any, ...]]) -> CompiledRowQuery:
+    """Return a one-row query compiled for the engine (a query built once, at import)."""
+    known = _queries.setdefault(engine, {})
+    query = known.get(statement)
+    if query is None:
+        query = known[statement] = CompiledRowQuery(engine.dialect, statement)
+    return query

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import sqlite_compiled
 from service.app import create_app
 from service.db import session_scope
 from service.dicom import store as store_module
@@ -57,10 +58,20 @@ def test_disk_failure_while_storing_leaves_nothing(
     assert list(runtime.archive.incoming.iterdir()) == []
 
 
+@pytest.mark.parametrize("series", ["new", "known"])
 def test_database_failure_at_commit_removes_the_placed_file(
-    client: TestClient, integration_token: str, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    client: TestClient,
+    integration_token: str,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    series: str,
 ) -> None:
-    real_place, real_commit = Archive.place, Session.commit
+    """On SQLite the first instance of a series is stored in a session, the next ones on
+    the driver (see ``store._index_and_file``): the commit fails in either."""
+    earlier = make_cr()
+    if series == "known":
+        assert stow(client, integration_token, [to_bytes(earlier)]).status_code == 200
+    real_place, real_commit, real_run = Archive.place, Session.commit, sqlite_compiled._run
     placed: list[str] = []
     failed: list[bool] = []
 
@@ -68,28 +79,47 @@ def test_database_failure_at_commit_removes_the_placed_file(
         placed.append(relative)
         return real_place(self, received, relative)
 
-    def commit_failing_after_place(self: Session) -> None:
+    def fails_after_place() -> bool:
         # Only the commit of the transaction that filed the instance fails.
         if placed and not failed:
             failed.append(True)
+            return True
+        return False
+
+    def commit_failing_after_place(self: Session) -> None:
+        if fails_after_place():
             raise OperationalError("COMMIT", {}, Exception("connection lost"))
         real_commit(self)
 
+    def driver_commit_failing_after_place(connection: object, sql: str, error: type) -> None:
+        if sql == "COMMIT" and fails_after_place():
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        real_run(connection, sql, error)
+
     monkeypatch.setattr(Archive, "place", place_and_remember)
     monkeypatch.setattr(Session, "commit", commit_failing_after_place)
-    response = stow(client, integration_token, [to_bytes(make_cr())])
+    monkeypatch.setattr(sqlite_compiled, "_run", driver_commit_failing_after_place)
+    instance = make_cr(study_uid=earlier.StudyInstanceUID, series_uid=earlier.SeriesInstanceUID)
+    response = stow(client, integration_token, [to_bytes(instance)])
     monkeypatch.setattr(Session, "commit", real_commit)
+    monkeypatch.setattr(sqlite_compiled, "_run", real_run)
     assert placed, "the instance never reached the filing step"
+    assert failed, "no commit failed"
     assert response.status_code == 409
     [(code, reason)] = failures(response.json())
     assert code == FailureReason.PROCESSING_FAILURE
     assert "database error" in reason
-    assert instance_count(runtime) == 0
-    assert archive_files(runtime) == []
+    expected = 1 if series == "known" else 0
+    assert instance_count(runtime) == expected
+    assert len(archive_files(runtime)) == expected
     assert list(runtime.archive.incoming.iterdir()) == []
     with runtime.session_factory() as session:
         actions = session.scalars(select(AccessLogEntry.action)).all()
-    assert "dicom.store" not in actions, "a log row claims a store that did not happen"
+    assert actions.count("dicom.store") == expected, "a log row claims a store that did not happen"
+    # The transaction was rolled back, not left open: the next store goes through.
+    again = make_cr(study_uid=earlier.StudyInstanceUID, series_uid=earlier.SeriesInstanceUID)
+    assert stow(client, integration_token, [to_bytes(again)]).status_code == 200
+    assert instance_count(runtime) == expected + 1
 
 
 def test_failed_store_keeps_the_file_a_concurrent_store_of_the_instance_filed(

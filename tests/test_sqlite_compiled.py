@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.auth import service as auth_service
 from service.auth.roles import Role
-from service.db import commit_statement, session_scope
+from service.db import commit_statement, session_scope, sqlite_driver_transaction
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from service.sqlite_compiled import compiled_insert
@@ -86,3 +86,21 @@ def test_a_database_error_is_sqlalchemys_and_writes_nothing(runtime: Runtime) ->
         commit_statement(runtime.read_log_engine, INSERT, row)
     with runtime.session_factory() as session:
         assert session.get(AccessLogEntry, row["id"]) is None
+
+
+def test_a_driver_transaction_commits_all_its_rows_or_none(runtime: Runtime) -> None:
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("driver transactions are SQLite's")
+    kept, dropped, refused = _row(runtime), _row(runtime), _row(runtime, user_pk=uuid.uuid4())
+    with sqlite_driver_transaction(runtime.engine) as transaction:
+        transaction.execute(INSERT, [kept])
+    with pytest.raises(IntegrityError), sqlite_driver_transaction(runtime.engine) as transaction:
+        transaction.execute(INSERT, [dropped])  # written, then undone with the failure after it
+        transaction.execute(INSERT, [refused])  # no such user: the foreign key refuses it
+    with runtime.session_factory() as session:
+        assert session.get(AccessLogEntry, kept["id"]) is not None
+        assert session.get(AccessLogEntry, dropped["id"]) is None
+    # The write turn and the connection were given back: a session writes at once.
+    later = _row(runtime)
+    with session_scope(runtime.session_factory) as session:
+        session.execute(INSERT, [later])

@@ -13,14 +13,13 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
 from service.analysis.prepared_files import IncomingPlace, PreparedObject, prepare
 from service.analysis.runtime import AnalysisServices
 from service.analysis.tasks import AnalysisFailed, Job
 from service.auth.access_log import record_access
 from service.auth.roles import Role
 from service.auth.service import Principal
+from service.db import Executes
 from service.dicom import repository as archive_repository
 from service.dicom.failure import InstanceRejected
 from service.dicom.store import StoreOutcome, store_parsed_together
@@ -81,7 +80,7 @@ def store_outputs(
     their access-log rows); return output name → SOP Instance UID. The files are consumed."""
     runtime = services.runtime
 
-    def record(session: Session, outcome: StoreOutcome) -> None:
+    def record(session: Executes, outcome: StoreOutcome) -> None:
         record_access(
             session=session,
             principal=SYSTEM,

@@ -7,10 +7,9 @@ from typing import Any, cast
 
 from fastapi import Request
 from sqlalchemy import Table, insert
-from sqlalchemy.orm import Session
 
 from service.auth.service import Principal
-from service.db import commit_statement
+from service.db import Executes, commit_statement
 from service.deps import client_addr, request_id
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
@@ -23,7 +22,7 @@ _INSERT = insert(cast(Table, AccessLogEntry.__table__))
 
 def record_access(
     *,
-    session: Session,
+    session: Executes,
     principal: Principal,
     action: str,
     status_code: int,
@@ -34,7 +33,7 @@ def record_access(
     sop_instance_uid: str | None = None,
     result_count: int | None = None,
 ) -> None:
-    """Insert an access-log row in the session's transaction (committed with the request's work)."""
+    """Insert an access-log row in an open transaction (committed with the request's work)."""
     session.execute(
         _INSERT,
         [
@@ -58,7 +57,7 @@ def record_request_access(
     principal: Principal,
     action: str,
     *,
-    session: Session | None = None,
+    session: Executes | None = None,
     status_code: int = 200,
     study_instance_uid: str | None = None,
     series_instance_uid: str | None = None,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.auth.roles import Role
 from service.orm import AccessLogEntry, ApiToken, User, WebSession
-from service.sqlite_compiled import CompiledRowQuery
+from service.sqlite_compiled import CompiledRowQuery, driver_connection
 
 
 def get_user_by_username(session: Session, username: str) -> User | None:
@@ -61,11 +61,13 @@ class TokenHolderQuery:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._query = CompiledRowQuery(engine, _TOKEN_HOLDER)
+        self._engine = engine
+        self._query = CompiledRowQuery(engine.dialect, _TOKEN_HOLDER)
 
     def get(self, sha256: str) -> TokenHolder | None:
         """Return a token and its user by the token's SHA-256, if such a token exists."""
-        row = self._query.one_or_none({"sha256": sha256})
+        with driver_connection(self._engine) as connection:
+            row = self._query.one_or_none(connection, {"sha256": sha256})
         return None if row is None else TokenHolder(*row)
 
 

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from service.auth.access_log import record_access
 from service.auth.service import Principal
+from service.db import Executes
 from service.dicom.sources import SourceItem, SourceLimits, iter_items
 from service.dicom.store import StoreOutcome, StoreStatus, store_received
 from service.runtime import Runtime
@@ -44,7 +43,7 @@ def ingest_paths(
     )
     summary = IngestSummary()
 
-    def record(session: Session, outcome: StoreOutcome) -> None:
+    def record(session: Executes, outcome: StoreOutcome) -> None:
         record_access(
             session=session,
             principal=principal,

@@ -11,8 +11,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, Executable, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
+from service.db import Executes
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
 from service.orm import Instance, Patient, Series, Study
+from service.sqlite_compiled import DriverTransaction
 
 
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
@@ -76,6 +78,52 @@ def get_stored_copy(session: Session, sop_instance_uid: str) -> StoredCopy | Non
     """Return the file and SHA-256 of the stored instance with this UID, if any."""
     row = session.execute(_STORED_COPY, {"uid": sop_instance_uid}).one_or_none()
     return None if row is None else StoredCopy(row[0], row[1])
+
+
+class SessionIndex:
+    """The statements storing an instance makes, in a session's transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rows: Executes = session  # where the transaction's access-log rows go
+
+    def lock(self, keys: Iterable[str]) -> None:
+        lock_keys(self.session, keys)
+
+    def stored_copy(self, sop_instance_uid: str) -> StoredCopy | None:
+        return get_stored_copy(self.session, sop_instance_uid)
+
+    def series_owner(self, series_instance_uid: str) -> SeriesOwner | None:
+        return get_series_owner(self.session, series_instance_uid)
+
+    def add_instance(self, values: dict[str, Any]) -> None:
+        add_instance(self.session, values)
+
+
+class DriverIndex:
+    """The same statements, on SQLite's driver (see ``db.sqlite_driver_transaction``).
+
+    It holds the write lock from its start, so there is nothing to lock. It cannot create
+    patients, studies or series: the first instance of a series goes through a session.
+    """
+
+    def __init__(self, transaction: DriverTransaction) -> None:
+        self._transaction = transaction
+        self.rows: Executes = transaction
+
+    def lock(self, keys: Iterable[str]) -> None:
+        pass
+
+    def stored_copy(self, sop_instance_uid: str) -> StoredCopy | None:
+        row = self._transaction.one_or_none(_STORED_COPY, {"uid": sop_instance_uid})
+        return None if row is None else StoredCopy(row[0], row[1])
+
+    def series_owner(self, series_instance_uid: str) -> SeriesOwner | None:
+        row = self._transaction.one_or_none(_SERIES_OWNER, {"uid": series_instance_uid})
+        return None if row is None else SeriesOwner(row[0], row[1], row[2], row[3])
+
+    def add_instance(self, values: dict[str, Any]) -> None:
+        self._transaction.execute(_INSERT_INSTANCE, [values])
 
 
 def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:

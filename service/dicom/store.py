@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import session_scope
+from service.db import Executes, session_scope, sqlite_driver_transaction
 from service.dicom import repository
 from service.dicom.archive import Archive, ReceivedFile
 from service.dicom.failure import FailureReason, InstanceRejected
-from service.dicom.parse import ParsedInstance, parse_instance, pixel_fingerprint
+from service.dicom.parse import (
+    InstanceAttributes,
+    ParsedInstance,
+    parse_instance,
+    pixel_fingerprint,
+)
 from service.log_config import get_logger
 from service.orm.base import utcnow
 
@@ -51,8 +57,8 @@ class StoreOutcome:
         return self.status is not StoreStatus.FAILED
 
 
-# Called with the storing transaction's session, before its commit.
-Audit = Callable[[Session, StoreOutcome], None]
+# Called with where the storing transaction's rows go, before its commit.
+Audit = Callable[[Executes, StoreOutcome], None]
 
 
 def store_received(
@@ -167,61 +173,100 @@ def _index_and_file(
 ) -> list[StoreOutcome]:
     """Index and file received instances in one transaction; raise InstanceRejected (and
     leave nothing of them behind) when one cannot be stored."""
-    placed: list[tuple[str, str]] = []  # (SOP Instance UID, relative path) of files filed
-    outcomes: list[StoreOutcome] = []
-    current = items[0][1].instance
+    progress = _Progress(items[0][1].instance)
     try:
         for received, _parsed in items:
             archive.sync(received)  # the slow part of durability, before any lock is taken
-        with session_scope(session_factory) as session:
-            repository.lock_keys(session, [f"sop:{p.instance.sop_instance_uid}" for _, p in items])
-            for received, parsed in items:
-                current = parsed.instance
-                relative = archive.relative_path(
-                    parsed.study.study_instance_uid,
-                    parsed.series.series_instance_uid,
-                    current.sop_instance_uid,
-                )
-                existing = repository.get_stored_copy(session, current.sop_instance_uid)
-                if existing is not None:
-                    _check_same_instance(archive, received, parsed, existing)
-                    status = StoreStatus.ALREADY_STORED
-                else:
-                    series_pk = _series_for(session, parsed)
-                    repository.add_instance(
-                        session, _instance_values(parsed, series_pk, relative, received)
+        outcomes = None
+        engine = session_factory.kw.get("bind")
+        if len(items) == 1 and isinstance(engine, Engine) and engine.dialect.name == "sqlite":
+            # The common case, one instance of a known series: its few statements run on the
+            # driver, which costs a fraction of a session's overhead.
+            try:
+                with sqlite_driver_transaction(engine) as transaction:
+                    outcomes = _index_each(
+                        repository.DriverIndex(transaction), archive, items, audit, progress
                     )
-                    archive.place(received, relative)
-                    placed.append((current.sop_instance_uid, relative))
-                    status = StoreStatus.STORED
-                outcome = _outcome(parsed, status)
-                if audit is not None:
-                    audit(session, outcome)  # same transaction: no store without its log row
-                outcomes.append(outcome)
+            except _NewSeries:
+                outcomes = None  # rolled back before anything was filed
+        if outcomes is None:
+            with session_scope(session_factory) as session:
+                index = repository.SessionIndex(session)
+                outcomes = _index_each(index, archive, items, audit, progress)
     except InstanceRejected:
-        _remove_unclaimed(session_factory, archive, placed)
+        _remove_unclaimed(session_factory, archive, progress.placed)
         raise
     except SQLAlchemyError as exc:
         log.error("ingest.database_error", error=type(exc).__name__)
-        _remove_unclaimed(session_factory, archive, placed)
+        _remove_unclaimed(session_factory, archive, progress.placed)
         raise InstanceRejected(
             "the archive could not record this instance (database error); nothing was stored",
             FailureReason.PROCESSING_FAILURE,
-            sop_class_uid=current.sop_class_uid,
-            sop_instance_uid=current.sop_instance_uid,
+            sop_class_uid=progress.current.sop_class_uid,
+            sop_instance_uid=progress.current.sop_instance_uid,
         ) from exc
     except OSError as exc:
         log.error("ingest.file_error", error=type(exc).__name__)
-        _remove_unclaimed(session_factory, archive, placed)
+        _remove_unclaimed(session_factory, archive, progress.placed)
         raise InstanceRejected(
             "the archive could not write this instance (storage error); nothing was stored",
             FailureReason.OUT_OF_RESOURCES,
-            sop_class_uid=current.sop_class_uid,
-            sop_instance_uid=current.sop_instance_uid,
+            sop_class_uid=progress.current.sop_class_uid,
+            sop_instance_uid=progress.current.sop_instance_uid,
         ) from exc
     for (received, _parsed), outcome in zip(items, outcomes, strict=True):
         stored = outcome.status is StoreStatus.STORED
         log.info("ingest.stored" if stored else "ingest.already_stored", size=received.size)
+    return outcomes
+
+
+@dataclass
+class _Progress:
+    """How far a storing transaction got: the instance at hand, and the files it filed."""
+
+    current: InstanceAttributes
+    # (SOP Instance UID, relative path) of the files filed so far
+    placed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _NewSeries(Exception):
+    """The instance starts a series: a driver transaction cannot create one."""
+
+
+_Index = repository.SessionIndex | repository.DriverIndex
+
+
+def _index_each(
+    index: _Index,
+    archive: Archive,
+    items: Sequence[tuple[ReceivedFile, ParsedInstance]],
+    audit: Audit | None,
+    progress: _Progress,
+) -> list[StoreOutcome]:
+    """Index and file each instance in the index's transaction; return their outcomes."""
+    outcomes: list[StoreOutcome] = []
+    index.lock([f"sop:{p.instance.sop_instance_uid}" for _, p in items])
+    for received, parsed in items:
+        current = progress.current = parsed.instance
+        relative = archive.relative_path(
+            parsed.study.study_instance_uid,
+            parsed.series.series_instance_uid,
+            current.sop_instance_uid,
+        )
+        existing = index.stored_copy(current.sop_instance_uid)
+        if existing is not None:
+            _check_same_instance(archive, received, parsed, existing)
+            status = StoreStatus.ALREADY_STORED
+        else:
+            series_pk = _series_for(index, parsed)
+            index.add_instance(_instance_values(parsed, series_pk, relative, received))
+            archive.place(received, relative)
+            progress.placed.append((current.sop_instance_uid, relative))
+            status = StoreStatus.STORED
+        outcome = _outcome(parsed, status)
+        if audit is not None:
+            audit(index.rows, outcome)  # same transaction: no store without its log row
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -248,28 +293,31 @@ def _remove_unclaimed(
         log.error("ingest.cleanup_failed", error=type(exc).__name__, files=len(placed))
 
 
-def _series_for(session: Session, parsed: ParsedInstance) -> uuid.UUID:
+def _series_for(index: _Index, parsed: ParsedInstance) -> uuid.UUID:
     """Return the primary key of the instance's series, created (with study and patient)
     if new.
 
     Raises InstanceRejected when the UIDs contradict what is stored: a series under another
-    study, or a study under another patient.
+    study, or a study under another patient; _NewSeries when the series is new and the
+    index cannot create it.
     """
-    owner = repository.get_series_owner(session, parsed.series.series_instance_uid)
+    owner = index.series_owner(parsed.series.series_instance_uid)
     if owner is None:
         # Creating rows others may be creating too: lock them (PostgreSQL), then look again.
-        repository.lock_keys(
-            session,
+        index.lock(
             [
                 f"patient:{parsed.patient.patient_id}|{parsed.patient.issuer_of_patient_id}",
                 f"study:{parsed.study.study_instance_uid}",
                 f"series:{parsed.series.series_instance_uid}",
             ],
         )
-        owner = repository.get_series_owner(session, parsed.series.series_instance_uid)
+        owner = index.series_owner(parsed.series.series_instance_uid)
     if owner is not None:
         _check_owner(parsed, owner.study_instance_uid, owner.patient_id, owner.issuer_of_patient_id)
         return owner.series_pk
+    if not isinstance(index, repository.SessionIndex):
+        raise _NewSeries
+    session = index.session
     patient = repository.get_or_create_patient(session, parsed.patient)
     study = repository.get_or_create_study(session, parsed.study, patient)
     if study.patient_pk != patient.id:

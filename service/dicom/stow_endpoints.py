@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomStorer
 from service.auth.service import Principal
-from service.db import session_scope
+from service.db import Executes, session_scope
 from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep
 from service.dicom.archive import Archive
 from service.dicom.failure import FailureReason
@@ -212,7 +212,7 @@ def _store_parts(
 def _access_recorder(principal: Principal, request: Request) -> Audit:
     """Return the hook that writes a store's access-log row inside its transaction."""
 
-    def record(session: Session, outcome: StoreOutcome) -> None:
+    def record(session: Executes, outcome: StoreOutcome) -> None:
         record_request_access(
             request,
             principal,
