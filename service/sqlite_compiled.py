@@ -47,8 +47,11 @@ class _Compiled:
             for name in self._order
         ]
 
-    def _execute(self, connection: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Run the statement on a driver connection; return its first row, if any."""
+    def _execute(
+        self, connection: Any, values: Mapping[str, Any], *, every_row: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run the statement on a driver connection; return its first row (in a list, empty
+        when there is none), or with ``every_row`` all its rows."""
         params = [
             value if bind is None else bind(value)
             for bind, value in zip(self._binders, (values[n] for n in self._order), strict=True)
@@ -56,8 +59,11 @@ class _Compiled:
         try:
             cursor = connection.cursor()
             try:
-                row: tuple[Any, ...] | None = cursor.execute(self._sql, params).fetchone()
-                return row
+                cursor.execute(self._sql, params)
+                if every_row:
+                    return cursor.fetchall()  # type: ignore[no-any-return]
+                row = cursor.fetchone()
+                return [] if row is None else [row]
             finally:
                 cursor.close()
         except self._error as exc:
@@ -76,7 +82,7 @@ class CompiledInsert(_Compiled):
 
 
 class CompiledRowQuery(_Compiled):
-    """A SELECT of at most one row, its columns converted as SQLAlchemy converts them."""
+    """A SELECT, its columns converted as SQLAlchemy converts them."""
 
     def __init__(self, dialect: Dialect, statement: Select[*tuple[Any, ...]]) -> None:
         super().__init__(dialect, statement, None)
@@ -86,10 +92,15 @@ class CompiledRowQuery(_Compiled):
         ]
 
     def one_or_none(self, connection: Any, params: Mapping[str, Any]) -> list[Any] | None:
-        """Return the row's values, or None when no row matches."""
-        row = self._execute(connection, params)
-        if row is None:
-            return None
+        """Return the first row's values, or None when no row matches."""
+        rows = self._execute(connection, params)
+        return self._converted(rows[0]) if rows else None
+
+    def all(self, connection: Any, params: Mapping[str, Any]) -> list[list[Any]]:
+        """Return every row's values."""
+        return [self._converted(row) for row in self._execute(connection, params, every_row=True)]
+
+    def _converted(self, row: tuple[Any, ...]) -> list[Any]:
         return [v if read is None else read(v) for read, v in zip(self._readers, row, strict=True)]
 
 
@@ -175,7 +186,7 @@ def compiled_insert(
 
 
 def compiled_query(engine: Engine, statement: Select[*tuple[Any, ...]]) -> CompiledRowQuery:
-    """Return a one-row query compiled for the engine (a query built once, at import)."""
+    """Return a query compiled for the engine (a query built once, not per call)."""
     known = _queries.setdefault(engine, {})
     query = known.get(statement)
     if query is None:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Executable, Table, bindparam, func, insert, select
+from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
-from service.db import Executes
+from service.db import Executes, lookup_connection
 from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
 from service.orm import Instance, Patient, Series, Study
-from service.sqlite_compiled import DriverTransaction
+from service.sqlite_compiled import DriverTransaction, compiled_query, driver_connection
 
 
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
@@ -251,7 +251,7 @@ _STORED_FILE_COLUMNS = (
 
 
 def list_stored_files(
-    connection: Connection,
+    engine: Engine,
     *,
     study_instance_uid: str,
     series_instance_uid: str | None = None,
@@ -261,8 +261,9 @@ def list_stored_files(
     """Return the stored files of a study, narrowed to a series or to one instance.
 
     Ordered by series number, then instance number, as a viewer would list them.
-    ``with_metadata`` adds each instance's DICOM JSON. A plain column select: loading ORM
-    entities made the lookup alone 0.68 ms instead of 0.46 ms on SQLite here.
+    ``with_metadata`` adds each instance's DICOM JSON. A plain column select, read-only (see
+    ``db.lookup_connection``); on SQLite run on the driver (see ``sqlite_compiled``): through
+    a SQLAlchemy connection the lookup cost 170 µs of CPU here, on the driver 40-50 µs.
     """
     query = _stored_files_query(
         series_instance_uid is not None, sop_instance_uid is not None, with_metadata
@@ -272,11 +273,20 @@ def list_stored_files(
         params["series"] = series_instance_uid
     if sop_instance_uid is not None:
         params["sop"] = sop_instance_uid
-    return [StoredFile(**row._mapping) for row in connection.execute(query, params)]
+    rows: Sequence[Sequence[Any]]
+    if engine.dialect.name == "sqlite":
+        with driver_connection(engine) as driver:
+            rows = compiled_query(engine, query).all(driver, params)
+    else:
+        with lookup_connection(engine) as connection:
+            rows = connection.execute(query, params).all()
+    return [StoredFile(*row) for row in rows]
 
 
 @functools.cache
-def _stored_files_query(by_series: bool, by_instance: bool, with_metadata: bool) -> Executable:
+def _stored_files_query(
+    by_series: bool, by_instance: bool, with_metadata: bool
+) -> Select[*tuple[Any, ...]]:
     """Return the statement of one shape of ``list_stored_files``, built once: building it
     (and its cache key) cost more per retrieve than SQLite takes to run it."""
     columns = [*_STORED_FILE_COLUMNS, *([Instance.dicom_json] if with_metadata else [])]

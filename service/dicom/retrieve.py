@@ -18,9 +18,10 @@ from pydicom.encaps import get_frame
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits, pixel_array
 from pydicom.uid import UID
-from sqlalchemy import Connection
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from service.db import lookup_connection
 from service.dicom import repository
 from service.dicom.archive import Archive
 from service.dicom.dicom_json import DicomJson, tag_key
@@ -126,7 +127,7 @@ def check_uids(target: Target) -> None:
 
 
 def find_instances(
-    *, connection: Connection, archive: Archive, target: Target, with_metadata: bool = False
+    *, engine: Engine, archive: Archive, target: Target, with_metadata: bool = False
 ) -> list[Located]:
     """Return the stored instances under a target; NotFound naming the level that is missing.
 
@@ -134,14 +135,14 @@ def find_instances(
     """
     check_uids(target)
     rows = repository.list_stored_files(
-        connection,
+        engine,
         study_instance_uid=target.study,
         series_instance_uid=target.series,
         sop_instance_uid=target.instance,
         with_metadata=with_metadata,
     )
     if not rows:
-        with Session(bind=connection) as session:
+        with lookup_connection(engine) as connection, Session(bind=connection) as session:
             raise NotFound(_not_found_reason(session, target))
     located = [Located(inst, archive.path(inst.file_path)) for inst in rows]
     if not with_metadata:  # metadata comes from the database; only the others read files

@@ -62,18 +62,23 @@ async def _store(
     study_instance_uid: str | None,
 ) -> JSONResponse:
     parts = await _receive_parts(request, settings, archive)
-    outcomes = await run_in_threadpool(
-        _store_parts,
-        parts,
-        settings,
-        archive,
-        session_factory,
-        study_instance_uid,
-        _access_recorder(principal, request),
-    )
     analysis = getattr(request.app.state, "analysis", None)
-    if analysis is not None:
-        await run_in_threadpool(analysis.on_instances_stored, outcomes)
+
+    def store_and_queue_analyses() -> list[StoreOutcome]:
+        # One trip to a worker thread for both: each trip costs more than a short store.
+        outcomes = _store_parts(
+            parts,
+            settings,
+            archive,
+            session_factory,
+            study_instance_uid,
+            _access_recorder(principal, request),
+        )
+        if analysis is not None:
+            analysis.on_instances_stored(outcomes)
+        return outcomes
+
+    outcomes = await run_in_threadpool(store_and_queue_analyses)
     base_url = settings.base_url or str(request.base_url).rstrip("/")
     status, body = stow_response(outcomes, base_url)
     if any(not o.ok for o in outcomes):

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.db import lookup_connection
 from service.deps import ArchiveDep, SessionFactoryDep
 from service.dicom import render, retrieve
 from service.dicom.archive import Archive
@@ -138,10 +137,9 @@ def _find(
     factory: sessionmaker[Session], archive: Archive, target: Target, *, with_metadata: bool = False
 ) -> list[retrieve.Located]:
     """Look the target's instances up read-only (no write lock held)."""
-    with lookup_connection(factory.kw["bind"]) as connection:
-        return retrieve.find_instances(
-            connection=connection, archive=archive, target=target, with_metadata=with_metadata
-        )
+    return retrieve.find_instances(
+        engine=factory.kw["bind"], archive=archive, target=target, with_metadata=with_metadata
+    )
 
 
 def _record(principal: Principal, request: Request, action: str, target: Target, n: int) -> None:
