@@ -207,3 +207,10 @@ def test_the_precompiled_sqlite_token_lookup_reads_what_sqlalchemy_reads(
     assert [h.expires_at is not None for h in holders if h] == [False, True, False]
     assert [h.user_is_active for h in holders if h] == [True, True, False]
     assert [h.role for h in holders if h] == [Role.CLINICIAN, Role.AUDITOR, Role.AUDITOR]
+    # A lookup keeps its thread's connection; closed, it gives it back and takes another.
+    pool = engine.pool
+    assert pool.checkedout() == 1
+    query.close()
+    assert pool.checkedout() == 0
+    assert query.get(token_sha256(made[1][1])) == holders[1]
+    query.close()

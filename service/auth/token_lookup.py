@@ -46,6 +46,8 @@ class TokenLookup:
             return await connection.run_sync(_authenticate, secret)
 
     async def close(self) -> None:
+        if self._local_query is not None:
+            self._local_query.close()
         if self._local is not None:
             self._local.dispose()
         if self._server is not None:
