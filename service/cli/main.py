@@ -18,6 +18,7 @@ COMMANDS = {
     "ingest": ("service.cli.ingest_command", "ingest"),
     "users": ("service.cli.user_commands", "users"),
     "tokens": ("service.cli.user_commands", "tokens"),
+    "archive": ("service.cli.archive_commands", "archive"),
     "db": ("service.cli.db_commands", "db"),
     "worker": ("service.cli.worker_command", "worker"),
     "phantom": ("service.cli.phantom_command", "phantom"),

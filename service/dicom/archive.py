@@ -18,7 +18,7 @@ from service.dicom.uids import is_valid_uid
 from service.dicom.writeback import start_writeback
 from service.errors import PayloadTooLarge
 
-_INCOMING = ".incoming"
+INCOMING = ".incoming"
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class Archive:
         self._root_text = str(self.root)
         self._root_prefix = os.path.join(self._root_text, "")  # the root and a separator
         self.fsync = fsync
-        self.incoming = self.root / _INCOMING
+        self.incoming = self.root / INCOMING
         self.incoming.mkdir(parents=True, exist_ok=True)
 
     def writer(self, max_bytes: int) -> IncomingWriter:

@@ -194,11 +194,11 @@ def _index_and_file(
                 index = repository.SessionIndex(session)
                 outcomes = _index_each(index, archive, items, audit, progress)
     except InstanceRejected:
-        _remove_unclaimed(session_factory, archive, progress.placed)
+        remove_unclaimed(session_factory, archive, progress.placed)
         raise
     except SQLAlchemyError as exc:
         log.error("ingest.database_error", error=type(exc).__name__)
-        _remove_unclaimed(session_factory, archive, progress.placed)
+        remove_unclaimed(session_factory, archive, progress.placed)
         raise InstanceRejected(
             "the archive could not record this instance (database error); nothing was stored",
             FailureReason.PROCESSING_FAILURE,
@@ -207,7 +207,7 @@ def _index_and_file(
         ) from exc
     except OSError as exc:
         log.error("ingest.file_error", error=type(exc).__name__)
-        _remove_unclaimed(session_factory, archive, progress.placed)
+        remove_unclaimed(session_factory, archive, progress.placed)
         raise InstanceRejected(
             "the archive could not write this instance (storage error); nothing was stored",
             FailureReason.OUT_OF_RESOURCES,
@@ -270,10 +270,12 @@ def _index_each(
     return outcomes
 
 
-def _remove_unclaimed(
+def remove_unclaimed(
     session_factory: sessionmaker[Session], archive: Archive, placed: list[tuple[str, str]]
 ) -> None:
-    """Delete the files a failed transaction had filed, except any a row now points to.
+    """Delete files filed for instances, (SOP Instance UID, relative path), except any whose
+    instance a row holds now: what a failed transaction had filed, or old strays (see
+    ``archive_check``).
 
     The failed transaction has ended, and its locks with it: a concurrent store of the same
     instance may meanwhile have filed its own copy at the same path and committed its row.
