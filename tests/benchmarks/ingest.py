@@ -209,11 +209,11 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    command: list[str], env: dict[str, str], log_path: Path, ready_url: str
+    command: list[str], env: dict[str, str], log_path: Path, ready_url: str, cwd: Path = REPO
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server process, wait until `ready_url` answers 200, stop it (SIGTERM) at the end."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -290,9 +290,14 @@ def vigil_server(
     database_url: str | None,
     postgres: Postgres | None,
     workers: int = 1,
+    tree: Path = REPO,
 ) -> Iterator[Endpoint]:
+    """Serve Vigil; ``tree`` is the checkout whose code runs (another revision's worktree, for
+    an A/B), with this virtual environment."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    if tree != REPO:
+        env["PYTHONPATH"] = str(tree)  # ahead of the editable install of this checkout
     env |= {
         "VIGIL_VAR_DIR": str(workdir / "var"),
         "VIGIL_HOST": "127.0.0.1",
@@ -309,7 +314,7 @@ def vigil_server(
     created = subprocess.run(
         [vigil, "tokens", "create", "--role", "integration", "--name", "benchmark"],
         env=env,
-        cwd=REPO,
+        cwd=tree,
         capture_output=True,
         text=True,
         check=True,
@@ -337,7 +342,8 @@ def vigil_server(
     ]
     log_path = workdir / "vigil.log"
     command = [vigil, "serve", "--workers", str(workers)]
-    with running(command, env, log_path, f"http://127.0.0.1:{port}/healthz") as proc:
+    ready = f"http://127.0.0.1:{port}/healthz"
+    with running(command, env, log_path, ready, cwd=tree) as proc:
         yield Endpoint(
             name=f"Vigil {backend}",
             product="Vigil",
@@ -618,14 +624,14 @@ def latency(
     return Latency(statistics.median(times), _p95(times), calls, failures)
 
 
-def _qido_check(response: httpx.Response) -> str | None:
+def qido_check(response: httpx.Response) -> str | None:
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     found = response.json()
     return None if isinstance(found, list) and len(found) == 1 else f"{len(found)} studies"
 
 
-def _wado_check(expected_bytes: int) -> Callable[[httpx.Response], str | None]:
+def wado_check(expected_bytes: int) -> Callable[[httpx.Response], str | None]:
     def check(response: httpx.Response) -> str | None:
         if response.status_code != 200:
             return f"HTTP {response.status_code}: {response.text[:200]}"
@@ -713,12 +719,12 @@ def bench_target(endpoint: Endpoint, args: argparse.Namespace, seed: int) -> Tar
         return result
     first = kept.get(512) or next(iter(kept.values()))
     timed: list[tuple[str, str, dict[str, str], Callable[[httpx.Response], str | None]]] = [
-        ("qido", f"/studies?PatientID={first.patient_id}", QIDO_HEADERS, _qido_check)
+        ("qido", f"/studies?PatientID={first.patient_id}", QIDO_HEADERS, qido_check)
     ]
     for side, tag in ((512, "small"), (2048, "large")):
         if (item := kept.get(side)) is not None:
             path = f"/studies/{item.study}/series/{item.series}/instances/{item.sop}"
-            timed.append((f"wado_{tag}", path, WADO_HEADERS, _wado_check(item.size)))
+            timed.append((f"wado_{tag}", path, WADO_HEADERS, wado_check(item.size)))
     for key, path, headers, check in timed:
         measured = latency(endpoint, path, headers, check, args.calls)
         label = key.replace("_", " ").upper().replace("SMALL", "512²").replace("LARGE", "2048²")
