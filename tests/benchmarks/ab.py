@@ -1,8 +1,9 @@
-"""Interleaved A/B: Vigil at two revisions, side by side, under the same load.
+"""Interleaved A/B: Vigil at two revisions, or Vigil and Orthanc, side by side, same load.
 
 Not a test (pytest does not collect it). Run it by hand from the repository root:
 
     .venv/bin/python -m tests.benchmarks.ab --base HEAD~3      # the working tree vs HEAD~3
+    .venv/bin/python -m tests.benchmarks.ab --orthanc --loads stow1,stow4,wado,qido
     .venv/bin/python -m tests.benchmarks.ab --base dd9d93a --blocks 12 --loads wado,qido,me
 
 Why: this kind of host drifts (shared cores, steal time): the same server measured a few
@@ -11,6 +12,10 @@ change helped. Here both servers run at once, each on its own fresh SQLite archi
 load alternates between them in short blocks, the order flipping every block; each figure
 is the median over the blocks, and the ratio compares the two medians. Server CPU is read
 from /proc in 10 ms ticks: keep --per and --calls large enough for it to mean something.
+
+With ``--orthanc`` the base is Debian's Orthanc with its DICOMweb plugin, on SQLite made as
+durable as Vigil's (synchronous=FULL, as in ``ingest.py``): the same comparison as the
+benchmark's SQLite ratios, without the drift between its one-after-the-other runs.
 
 The base revision is checked out in a temporary git worktree and served with this virtual
 environment: its dependencies must be the ones installed here.
@@ -37,6 +42,8 @@ from tests.benchmarks.ingest import (
     Endpoint,
     InstanceFactory,
     Synthetic,
+    orthanc_binary,
+    orthanc_sqlite,
     qido_check,
     stow,
     tree_cpu_seconds,
@@ -124,7 +131,7 @@ def run_block(side: Side, load: str, factory: InstanceFactory, args: argparse.Na
     side.add(load, *figures)
 
 
-def report(base: Side, head: Side, loads: list[str]) -> None:
+def report(base: Side, head: Side, loads: list[str], *, against_orthanc: bool = False) -> None:
     print(
         "\nmedians over blocks; ratio = head/base (rate: higher is better; latency and CPU: "
         f"lower is better)\n{'load':8} {'base':>24} {'head':>24}  ratio"
@@ -140,6 +147,15 @@ def report(base: Side, head: Side, loads: list[str]) -> None:
         ratios = f"{name} {_ratio(head.speed[load], base.speed[load])}, "
         ratios += f"CPU {_ratio(head.cpu_ms[load], base.cpu_ms[load])}"
         print(f"{load:8} {cells[0]:>24} {cells[1]:>24}  {ratios}")
+    if against_orthanc:
+        # As ingest.py reports it: throughput Vigil/Orthanc, latency Orthanc/Vigil.
+        goal = [
+            f"{load} {_ratio(head.speed[load], base.speed[load])}"
+            if load.startswith("stow")
+            else f"{load} {_ratio(base.speed[load], head.speed[load])}"
+            for load in loads
+        ]
+        print(f"\nVigil/Orthanc as ingest.py reports it (>= 1.0 meets the goal): {', '.join(goal)}")
     print("\nper block (base | head):")
     for load in loads:
         values = [" ".join(f"{v:.1f}" for v in s.speed[load]) for s in (base, head)]
@@ -154,7 +170,11 @@ def _ratio(head: list[float], base: list[float]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="git revision to compare with")
+    base = parser.add_mutually_exclusive_group(required=True)
+    base.add_argument("--base", help="git revision to compare with")
+    base.add_argument(
+        "--orthanc", action="store_true", help="compare with Orthanc on SQLite instead"
+    )
     parser.add_argument("--head", help="git revision to compare (default: the working tree)")
     parser.add_argument("--blocks", type=int, default=8, help="blocks per load (default 8)")
     parser.add_argument("--per", type=int, default=60, help="STOW instances per block")
@@ -170,17 +190,27 @@ def main() -> None:
     loads = [load.strip() for load in args.loads.split(",") if load.strip()]
     if unknown := set(loads) - set(LOADS):
         raise SystemExit(f"unknown loads: {', '.join(sorted(unknown))}")
+    if args.orthanc and "me" in loads:
+        raise SystemExit("the load 'me' is Vigil's own route: leave it out with --orthanc")
+    if args.orthanc and orthanc_binary() is None:
+        raise SystemExit("Orthanc or its DICOMweb plugin is not installed")
     factory = InstanceFactory(int(time.time()) % 100_000)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-ab-")))
-        base_tree = stack.enter_context(worktree(args.base))
+        base_tree = None if args.orthanc else stack.enter_context(worktree(args.base))
         head_tree = stack.enter_context(worktree(args.head)) if args.head else REPO
         sides: list[Side] = []
-        trees = [(f"base {args.base}", base_tree), (f"head {args.head or 'tree'}", head_tree)]
+        base_label = "base Orthanc" if args.orthanc else f"base {args.base}"
+        trees = [(base_label, base_tree), (f"head {args.head or 'tree'}", head_tree)]
         for label, tree in trees:
             folder = workdir / label.split()[0]
             folder.mkdir()
-            endpoint = stack.enter_context(vigil_server(folder, "SQLite", None, None, tree=tree))
+            server = (
+                orthanc_sqlite(folder, "Orthanc SQLite", True)
+                if tree is None
+                else vigil_server(folder, "SQLite", None, None, tree=tree)
+            )
+            endpoint = stack.enter_context(server)
             warm = stow(endpoint, factory.batch(10, 512), 1)
             if warm.failures:
                 raise SystemExit(f"{label}: warm-up store failed: {warm.failures[0]}")
@@ -195,7 +225,7 @@ def main() -> None:
                 for side in order:
                     run_block(side, load, factory, args)
             print(f"  block {block + 1} of {args.blocks} done", flush=True)
-        report(sides[0], sides[1], loads)
+        report(sides[0], sides[1], loads, against_orthanc=args.orthanc)
 
 
 if __name__ == "__main__":

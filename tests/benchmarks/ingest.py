@@ -843,6 +843,11 @@ def print_report(header: list[str], results: list[TargetResult], args: argparse.
         print(f"  below 1.0: {item}")
     for item in missing:
         print(f"  not measured: {item}")
+    print(
+        "\nThe targets ran one after another: on a machine whose speed drifts, a ratio near 1.0 "
+        "can land\neither side of it from run to run. `python -m tests.benchmarks.ab --orthanc` "
+        "serves Vigil and\nOrthanc (SQLite) at once and alternates the same loads between them."
+    )
 
 
 def _cell(value: float | None, unit: str) -> str:
@@ -932,10 +937,10 @@ def main() -> None:
         ("Vigil SQLite", lambda d: vigil_server(d, "SQLite", None, None, sqlite_workers))
     ]
     if with_orthanc:
-        plans.append(("Orthanc SQLite", lambda d: _orthanc_sqlite(d, "Orthanc SQLite", True)))
+        plans.append(("Orthanc SQLite", lambda d: orthanc_sqlite(d, "Orthanc SQLite", True)))
         if args.orthanc_stock_sqlite:
             name = "Orthanc SQLite stock"
-            plans.append((name, lambda d: _orthanc_sqlite(d, name, False)))
+            plans.append((name, lambda d: orthanc_sqlite(d, name, False)))
     if postgres is not None:
         workers = args.vigil_pg_workers
         plans.append(("Vigil PostgreSQL", lambda d: _vigil_pg(d, postgres, workers)))
@@ -978,7 +983,7 @@ def best_of(runs: list[TargetResult], threads: int) -> TargetResult:
 
 
 @contextmanager
-def _orthanc_sqlite(workdir: Path, name: str, full: bool) -> Iterator[Endpoint]:
+def orthanc_sqlite(workdir: Path, name: str, full: bool) -> Iterator[Endpoint]:
     shim = build_sqlite_full_shim(workdir) if full else None
     if full and shim is None:
         print("  no C compiler: Orthanc's SQLite index stays at SYNCHRONOUS=NORMAL")
