@@ -10,6 +10,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-secret-change-me"  # noqa: S105 - the refused default
+# The model bundles that ship with Vigil: the checkout's models/ folder, found from here, so
+# that `vigil serve` started in another folder still has the demo model.
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 class Environment(StrEnum):
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
     durable_read_log: bool = False
 
     # Models and analyses.
-    models_dir: Path = Path("models")
+    models_dir: Path = SHIPPED_MODELS
     results_dir: Path | None = None
     default_model: str = "vigil-cxr-demo"
     lung_model: str = "vigil-lungs"

@@ -19,6 +19,20 @@ def test_embedded_defaults_are_sqlite_and_local_files(monkeypatch: pytest.Monkey
     assert settings.broker_url is None
 
 
+def test_shipped_models_are_found_from_any_working_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("VIGIL_MODELS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    repo = Path(__file__).resolve().parent.parent
+    assert settings.models_dir == repo / "models"
+    assert (settings.models_dir / settings.default_model / "configs" / "metadata.json").is_file()
+    assert (settings.models_dir / settings.lung_model / "configs" / "metadata.json").is_file()
+    monkeypatch.setenv("VIGIL_MODELS_DIR", "elsewhere")
+    assert Settings().models_dir == Path("elsewhere")
+
+
 def test_environment_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_ARCHIVE_DIR", "/data/archive")
     monkeypatch.setenv("VIGIL_MAX_INSTANCES_PER_REQUEST", "7")
