@@ -3,7 +3,7 @@
 Not a test (pytest does not collect it). Run it by hand from the repository root:
 
     .venv/bin/python -m tests.benchmarks.ab --base HEAD~3      # the working tree vs HEAD~3
-    .venv/bin/python -m tests.benchmarks.ab --orthanc --loads stow1,stow4,wado,qido
+    .venv/bin/python -m tests.benchmarks.ab --orthanc      # the working tree vs Orthanc
     .venv/bin/python -m tests.benchmarks.ab --base dd9d93a --blocks 12 --loads wado,qido,me
 
 Why: this kind of host drifts (shared cores, steal time): the same server measured a few
@@ -180,14 +180,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--per", type=int, default=60, help="STOW instances per block")
     parser.add_argument("--calls", type=int, default=100, help="GETs per block")
     parser.add_argument(
-        "--loads", default=",".join(LOADS), help=f"comma-separated, of {', '.join(LOADS)}"
+        "--loads",
+        help=f"comma-separated, of {', '.join(LOADS)} (default: all; with --orthanc all but me)",
     )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    loads = [load.strip() for load in args.loads.split(",") if load.strip()]
+    chosen = args.loads or ",".join(load for load in LOADS if not (args.orthanc and load == "me"))
+    loads = [load.strip() for load in chosen.split(",") if load.strip()]
     if unknown := set(loads) - set(LOADS):
         raise SystemExit(f"unknown loads: {', '.join(sorted(unknown))}")
     if args.orthanc and "me" in loads:
