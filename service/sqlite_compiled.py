@@ -46,20 +46,26 @@ class _Compiled:
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self._order
         ]
+        # Values the statement holds itself (``column != ""``): bound unless the call names them.
+        self._own_values = {
+            name: compiled.binds[name].effective_value
+            for name in self._order
+            if not compiled.binds[name].required
+        }
+        # A list of values bound as one parameter (``bindparam(..., expanding=True)``, an IN
+        # list) becomes one placeholder per value, as SQLAlchemy expands it at execution.
+        self._expanded = compiled if compiled.post_compile_params else None
 
     def _execute(
         self, connection: Any, values: Mapping[str, Any], *, every_row: bool = False
     ) -> list[tuple[Any, ...]]:
         """Run the statement on a driver connection; return its first row (in a list, empty
         when there is none), or with ``every_row`` all its rows."""
-        params = [
-            value if bind is None else bind(value)
-            for bind, value in zip(self._binders, (values[n] for n in self._order), strict=True)
-        ]
+        sql, params = self._sql_and_params(values)
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(self._sql, params)
+                cursor.execute(sql, params)
                 if every_row:
                     return cursor.fetchall()  # type: ignore[no-any-return]
                 row = cursor.fetchone()
@@ -67,7 +73,23 @@ class _Compiled:
             finally:
                 cursor.close()
         except self._error as exc:
-            raise DBAPIError.instance(self._sql, params, exc, self._error) from exc
+            raise DBAPIError.instance(sql, params, exc, self._error) from exc
+
+    def _sql_and_params(self, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        if self._expanded is None:
+            if self._own_values:
+                values = self._own_values | dict(values)
+            return self._sql, [
+                value if bind is None else bind(value)
+                for bind, value in zip(self._binders, (values[n] for n in self._order), strict=True)
+            ]
+        state = self._expanded.construct_expanded_state(dict(values))
+        processors = state.processors
+        params = []
+        for name in state.positiontup or ():
+            value, bind = state.parameters[name], processors.get(name)
+            params.append(value if bind is None else bind(value))
+        return state.statement, params
 
 
 class CompiledInsert(_Compiled):
@@ -82,7 +104,8 @@ class CompiledInsert(_Compiled):
 
 
 class CompiledRowQuery(_Compiled):
-    """A SELECT, its columns converted as SQLAlchemy converts them."""
+    """A SELECT, its columns converted as SQLAlchemy converts them; a parameter bound with
+    ``expanding=True`` takes a list of values."""
 
     def __init__(self, dialect: Dialect, statement: Select[*tuple[Any, ...]]) -> None:
         super().__init__(dialect, statement, None)

@@ -1,5 +1,5 @@
-"""One-row INSERTs compiled once for SQLite (the reads' access-log rows) write what
-SQLAlchemy's own path writes, and fail as it fails."""
+"""Statements compiled once for SQLite (the reads' access-log rows, QIDO's searches) write
+and read what SQLAlchemy's own path writes and reads, and fail as it fails."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.auth import service as auth_service
@@ -16,7 +16,7 @@ from service.auth.roles import Role
 from service.db import commit_statement, session_scope, sqlite_driver_transaction
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
-from service.sqlite_compiled import compiled_insert
+from service.sqlite_compiled import compiled_insert, compiled_query, driver_connection
 
 INSERT = insert(cast(Table, AccessLogEntry.__table__))
 
@@ -104,3 +104,33 @@ def test_a_driver_transaction_commits_all_its_rows_or_none(runtime: Runtime) -> 
     later = _row(runtime)
     with session_scope(runtime.session_factory) as session:
         session.execute(INSERT, [later])
+
+
+def test_a_compiled_query_reads_what_sqlalchemy_reads(runtime: Runtime) -> None:
+    """A list bound to an IN (expanding), a value the statement holds itself (``!= ""``),
+    and each column converted back (UUIDs, times), as QIDO's searches need them."""
+    engine = runtime.read_log_engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("compiled queries are SQLite's")
+    rows = [_row(runtime, request_id=f"req-{n}", client_addr=addr) for n, addr in enumerate("ab ")]
+    for row in rows:
+        commit_statement(engine, INSERT, row)
+    query = (
+        select(AccessLogEntry.id, AccessLogEntry.at, AccessLogEntry.request_id)
+        .where(
+            AccessLogEntry.id.in_(bindparam("ids", expanding=True)),
+            AccessLogEntry.client_addr != " ",  # a literal: the compiled statement binds it
+        )
+        .order_by(AccessLogEntry.request_id)
+    )
+    wanted = {"ids": [row["id"] for row in rows]}
+    with engine.connect() as connection:
+        expected = [list(r) for r in connection.execute(query, wanted)]
+    with driver_connection(engine) as connection:
+        compiled = compiled_query(engine, query)
+        found = compiled.all(connection, wanted)
+        one = compiled.all(connection, {"ids": [rows[1]["id"]]})  # another list length
+    assert found == expected
+    assert [r[0] for r in found] == [rows[0]["id"], rows[1]["id"]]  # the third is " "
+    assert found[0][1].replace(tzinfo=UTC) == rows[0]["at"]
+    assert [r[2] for r in one] == ["req-1"]

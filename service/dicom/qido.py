@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from service.dicom.dicom_json import DicomJson, attribute, tag_key
 from service.dicom.qido_params import Level, SearchSpec
@@ -64,7 +64,7 @@ class SearchResult:
 
 def search(
     *,
-    session: Session,
+    engine: Engine,
     spec: SearchSpec,
     base_url: str,
     study_uid: str | None = None,
@@ -72,7 +72,7 @@ def search(
 ) -> SearchResult:
     """Return the DICOM JSON of one page of matches, and whether the server's limit cut it."""
     tags = return_tags(spec, in_study=study_uid is not None, in_series=series_uid is not None)
-    page = find(session, spec, study_uid=study_uid, series_uid=series_uid, needs=_needs(spec, tags))
+    page = find(engine, spec, study_uid=study_uid, series_uid=series_uid, needs=_needs(spec, tags))
     builder = _Builder(spec, tags, page, base_url)
     return SearchResult(
         results=[builder.build(hit) for hit in page.hits],
@@ -107,6 +107,16 @@ def _needs(spec: SearchSpec, tags: frozenset[int]) -> Needs:
     )
 
 
+@lru_cache(maxsize=256)  # bounded: includefield tags come from clients
+def _plan(level: Level, tags: frozenset[int]) -> tuple[tuple[str, int, str, str, str], ...]:
+    """Return how a search's results are built, in tag order: (JSON key, tag, source,
+    keyword, VR) of each return attribute. The same few sets of tags come again and again."""
+    return tuple(
+        (tag_key(tag), tag, _source(tag, level), keyword_for_tag(tag), _vr(tag))
+        for tag in sorted(tags)
+    )
+
+
 @lru_cache(maxsize=4096)  # bounded: includefield tags come from clients
 def _source(tag: int, level: Level) -> str:
     """Return where a tag's value comes from at a level: computed, index or metadata."""
@@ -124,11 +134,7 @@ class _Builder:
     def __init__(self, spec: SearchSpec, tags: frozenset[int], page: Page, base_url: str) -> None:
         self._level = spec.level
         self._include_all = spec.include_all
-        # Resolved once per search, not per result: (JSON key, tag, source, keyword, VR).
-        self._plan = [
-            (tag_key(tag), tag, _source(tag, spec.level), keyword_for_tag(tag), _vr(tag))
-            for tag in sorted(tags)
-        ]
+        self._plan = _plan(spec.level, tags)
         self._page = page
         self._base_url = base_url
 

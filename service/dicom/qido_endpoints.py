@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
-from service.db import lookup_session
 from service.deps import SessionFactoryDep, SettingsDep
 from service.dicom import qido
 from service.dicom.qido_params import Level, parse_search
@@ -112,14 +111,13 @@ def _search(
     base_url = settings.base_url or str(request.base_url).rstrip("/")
     # Searched read-only, logged in a short writing transaction: on SQLite a writing
     # transaction holds the one write lock, and searches should not queue behind stores.
-    with lookup_session(factory) as session:
-        found = qido.search(
-            session=session,
-            spec=spec,
-            base_url=base_url,
-            study_uid=study_uid,
-            series_uid=series_uid,
-        )
+    found = qido.search(
+        engine=factory.kw["bind"],
+        spec=spec,
+        base_url=base_url,
+        study_uid=study_uid,
+        series_uid=series_uid,
+    )
     record_request_access(
         request,
         principal,

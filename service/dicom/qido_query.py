@@ -7,15 +7,29 @@ come from a few grouped queries over the page's keys, never one query per result
 from __future__ import annotations
 
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict, namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    select,
+)
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from service.db import lookup_connection
 from service.dicom.dicom_json import DicomJson
 from service.dicom.qido_params import (
     AnyOf,
@@ -29,6 +43,7 @@ from service.dicom.qido_params import (
     Wildcard,
 )
 from service.orm import Instance, Patient, Series, Study
+from service.sqlite_compiled import compiled_query, driver_connection
 
 # Keyword → indexed column. BitsAllocated is returned but not matched.
 COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
@@ -76,6 +91,74 @@ _HIT_FIELD: dict[Any, str] = {
     Series: "series",
     Instance: "instance",
 }
+# The tables a search joins, in the order their columns come in a result row.
+_TABLES = (Patient, Study, Series, Instance)
+
+
+def _record_columns(entity: Any) -> list[Column[Any]]:
+    """Return the columns a search reads of a table: its key and its indexed attributes."""
+    table = entity.__table__
+    keys = ["id"] + [a.key for a in COLUMNS.values() if a.class_ is entity]
+    return [table.c[key] for key in keys]
+
+
+# A row of one table as a search reads it: its key and indexed attributes, by name (as the
+# mapped classes name them: ``record.patient_id``). Plain tuples: a search builds no ORM
+# objects, which cost more than SQLite takes to find the rows.
+Record = Any  # one of the _RECORDS tuples
+_RECORDS: dict[Any, tuple[Callable[..., Record], int]] = {
+    entity: (
+        namedtuple(f"{entity.__name__}Record", [c.key for c in _record_columns(entity)]),
+        len(_record_columns(entity)),
+    )
+    for entity in _TABLES
+}
+
+
+class RowSource(Protocol):
+    """Runs a search's SELECTs: on SQLite straight on the driver, elsewhere through SQLAlchemy."""
+
+    def rows(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]: ...
+
+
+class _DriverRows:
+    def __init__(self, engine: Engine, connection: Any) -> None:
+        self._engine, self._connection = engine, connection
+
+    def rows(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        return compiled_query(self._engine, statement).all(self._connection, params)
+
+
+class _ConnectionRows:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def rows(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        return self._connection.execute(statement, dict(params)).all()
+
+
+@contextmanager
+def row_source(engine: Engine) -> Iterator[RowSource]:
+    """Yield what runs a search's statements, each on its own (no write lock is taken).
+
+    On SQLite each statement is compiled once and run on a driver connection: through a
+    session, building the statement's execution context and the ORM objects cost several
+    times what SQLite takes to answer. On a database server, one connection in autocommit.
+    The statements of one search need not agree on one moment: a page's counts may already
+    include an instance stored after its rows were read.
+    """
+    if engine.dialect.name == "sqlite":
+        with driver_connection(engine) as connection:
+            yield _DriverRows(engine, connection)
+        return
+    with lookup_connection(engine) as connection:
+        yield _ConnectionRows(connection)
 
 
 def column_level(keyword: str) -> Level:
@@ -98,10 +181,10 @@ class Needs:
 class Hit:
     """One result row: the instance, series, study and patient it stands for."""
 
-    patient: Patient
-    study: Study
-    series: Series | None = None
-    instance: Instance | None = None
+    patient: Record
+    study: Record
+    series: Record | None = None
+    instance: Record | None = None
     # Stored DICOM JSON: the instance's own, or a representative instance's for a study/series.
     metadata: DicomJson | None = None
 
@@ -124,7 +207,7 @@ class Page:
 
 
 def find(
-    session: Session,
+    engine: Engine,
     spec: SearchSpec,
     *,
     study_uid: str | None = None,
@@ -132,7 +215,18 @@ def find(
     needs: Needs = Needs(),
 ) -> Page:
     """Return one page of the rows a search matches, with what ``needs`` asks for."""
-    dialect = session.get_bind().dialect.name
+    with row_source(engine) as source:
+        return _find(source, engine.dialect.name, spec, study_uid, series_uid, needs)
+
+
+def _find(
+    source: RowSource,
+    dialect: str,
+    spec: SearchSpec,
+    study_uid: str | None,
+    series_uid: str | None,
+    needs: Needs,
+) -> Page:
     params: dict[str, Any] = {"row_limit": spec.limit + 1, "row_offset": spec.offset}
     shapes: list[ConditionShape] = []
     for match in spec.matches:
@@ -147,29 +241,45 @@ def find(
     stmt = _search_statement(
         spec.level, study_uid is not None, series_uid is not None, tuple(shapes), dialect
     )
-    rows = session.execute(stmt, params).all()
-    hits = [Hit(*row) for row in rows[: spec.limit]]
+    rows = source.rows(stmt, params)
+    hits = [_hit(row, spec.level) for row in rows[: spec.limit]]
     page = Page(hits=hits, more=len(rows) > spec.limit)
     study_pks = list(dict.fromkeys(hit.study.id for hit in hits))
     series_pks = [hit.series.id for hit in hits if hit.series is not None]
     if (needs.study_counts or needs.modalities) and study_pks:
-        _add_study_summaries(session, study_pks, page)
+        _add_study_summaries(source, study_pks, page)
     if needs.series_counts and series_pks:
-        page.series_instances = _series_counts(session, list(dict.fromkeys(series_pks)))
+        page.series_instances = _series_counts(source, list(dict.fromkeys(series_pks)))
     if needs.metadata and hits:
-        _attach_metadata(session, spec.level, hits)
+        _attach_metadata(source, spec.level, hits)
     return page
+
+
+def _hit(row: Sequence[Any], level: Level) -> Hit:
+    """Split a result row into its tables' records."""
+    records: list[Record] = []
+    at = 0
+    for entity in _TABLES[: _table_count(level)]:
+        record, width = _RECORDS[entity]
+        records.append(record(*row[at : at + width]))
+        at += width
+    return Hit(*records)
+
+
+def _table_count(level: Level) -> int:
+    return {Level.STUDY: 2, Level.SERIES: 3, Level.INSTANCE: 4}[level]
 
 
 @cache  # one per level; statements are immutable (each .where() makes a new one)
 def _select(level: Level) -> Select[*tuple[Any, ...]]:
-    stmt: Select[*tuple[Any, ...]] = select(Patient, Study).join_from(
+    columns = [c for entity in _TABLES[: _table_count(level)] for c in _record_columns(entity)]
+    stmt: Select[*tuple[Any, ...]] = select(*columns).join_from(
         Study, Patient, Study.patient_pk == Patient.id
     )
     if level >= Level.SERIES:
-        stmt = stmt.add_columns(Series).join(Series, Series.study_pk == Study.id)
+        stmt = stmt.join(Series, Series.study_pk == Study.id)
     if level is Level.INSTANCE:
-        stmt = stmt.add_columns(Instance).join(Instance, Instance.series_pk == Series.id)
+        stmt = stmt.join(Instance, Instance.series_pk == Series.id)
     return stmt
 
 
@@ -335,12 +445,12 @@ _SERIES_COUNTS = (
 )
 
 
-def _add_study_summaries(session: Session, study_pks: Sequence[uuid.UUID], page: Page) -> None:
+def _add_study_summaries(source: RowSource, study_pks: Sequence[uuid.UUID], page: Page) -> None:
     """Fill a page's series and instance counts and modalities per study (one query)."""
     series: Counter[uuid.UUID] = Counter()
     instances: Counter[uuid.UUID] = Counter()
     modalities: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for pk, modality, count in session.execute(_STUDY_SUMMARIES, {"study_pks": study_pks}):
+    for pk, modality, count in source.rows(_STUDY_SUMMARIES, {"study_pks": study_pks}):
         series[pk] += 1
         instances[pk] += count
         if modality:
@@ -349,28 +459,20 @@ def _add_study_summaries(session: Session, study_pks: Sequence[uuid.UUID], page:
     page.modalities = {pk: sorted(values) for pk, values in modalities.items()}
 
 
-def _series_counts(session: Session, series_pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = session.execute(_SERIES_COUNTS, {"series_pks": series_pks})
+def _series_counts(source: RowSource, series_pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    rows = source.rows(_SERIES_COUNTS, {"series_pks": series_pks})
     return {pk: n for pk, n in rows}
 
 
-def _attach_metadata(session: Session, level: Level, hits: list[Hit]) -> None:
-    """Fill each hit's stored DICOM JSON: its own, or its study's or series' first instance."""
-    if level is Level.INSTANCE:
-        by_pk = {hit.instance.id: hit for hit in hits if hit.instance is not None}
-        rows = session.execute(
-            select(Instance.id, Instance.dicom_json).where(Instance.id.in_(list(by_pk)))
-        ).all()
-        for pk, metadata in rows:
-            by_pk[pk].metadata = metadata
-        return
+_INSTANCE_METADATA = select(Instance.id, Instance.dicom_json).where(
+    Instance.id.in_(bindparam("instance_pks", expanding=True))
+)
+
+
+@cache  # one per level: compiled once, like the statements above
+def _first_instance_metadata(level: Level) -> Select[*tuple[Any, ...]]:
+    """The stored JSON of the first instance of each study (or series) in ``owners``."""
     owner = Series.study_pk if level is Level.STUDY else Instance.series_pk
-    owners = list(
-        dict.fromkeys(
-            hit.study.id if level is Level.STUDY else hit.series.id  # type: ignore[union-attr]
-            for hit in hits
-        )
-    )
     # Rank instance keys only; the (large) JSON is read for the one chosen per owner.
     ranked_select = select(
         owner.label("owner"),
@@ -381,12 +483,28 @@ def _attach_metadata(session: Session, level: Level, hits: list[Hit]) -> None:
     ).select_from(Instance)
     if level is Level.STUDY:
         ranked_select = ranked_select.join(Series, Instance.series_pk == Series.id)
-    ranked = ranked_select.where(owner.in_(owners)).subquery()
-    rows = session.execute(
+    ranked = ranked_select.where(owner.in_(bindparam("owners", expanding=True))).subquery()
+    return (
         select(ranked.c.owner, Instance.dicom_json)
         .join(Instance, Instance.id == ranked.c.instance_pk)
         .where(ranked.c.rank == 1)
-    ).all()
+    )
+
+
+def _attach_metadata(source: RowSource, level: Level, hits: list[Hit]) -> None:
+    """Fill each hit's stored DICOM JSON: its own, or its study's or series' first instance."""
+    if level is Level.INSTANCE:
+        by_pk = {hit.instance.id: hit for hit in hits if hit.instance is not None}
+        for pk, metadata in source.rows(_INSTANCE_METADATA, {"instance_pks": list(by_pk)}):
+            by_pk[pk].metadata = metadata
+        return
+    owners = list(
+        dict.fromkeys(
+            hit.study.id if level is Level.STUDY else hit.series.id  # type: ignore[union-attr]
+            for hit in hits
+        )
+    )
+    rows = source.rows(_first_instance_metadata(level), {"owners": owners})
     metadata = {pk: json for pk, json in rows}
     for hit in hits:
         key = hit.study.id if level is Level.STUDY else hit.series.id  # type: ignore[union-attr]
