@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -145,6 +146,15 @@ def test_failed_store_keeps_the_file_a_concurrent_store_of_the_instance_filed(
             raise OperationalError("COMMIT", {}, Exception("connection lost"))
         real_commit(self)
 
+    real_run = sqlite_compiled._run
+
+    def driver_commit_failing_once(connection: Any, sql: str, error: type[Exception]) -> None:
+        # On SQLite one instance is stored on the driver: its COMMIT fails there instead.
+        if sql == "COMMIT" and not a_failed:
+            a_failed.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost"))
+        real_run(connection, sql, error)
+
     @contextmanager
     def scope_letting_b_in_after_a_failed(factory: sessionmaker[Session]) -> Iterator[Session]:
         if a_failed and not b_outcomes:
@@ -158,6 +168,7 @@ def test_failed_store_keeps_the_file_a_concurrent_store_of_the_instance_filed(
             yield session
 
     monkeypatch.setattr(Session, "commit", commit_failing_once)
+    monkeypatch.setattr(sqlite_compiled, "_run", driver_commit_failing_once)
     monkeypatch.setattr(store_module, "session_scope", scope_letting_b_in_after_a_failed)
     a = store_received(
         session_factory=runtime.session_factory,

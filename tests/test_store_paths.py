@@ -1,5 +1,6 @@
-"""On SQLite an instance of a series already stored is indexed on the driver, not in a
-session (see ``store._index_and_file``); it must be stored exactly as a session stores it."""
+"""On SQLite one received instance is indexed on the driver, not in a session (see
+``store._index_and_file``): its rows, and the patient, study and series a new series
+creates, must be exactly what a session writes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from service.auth.roles import Role
 from service.auth.service import Principal
 from service.db import Executes, session_scope
 from service.dicom import store as store_module
-from service.dicom.store import StoreOutcome, StoreStatus, store_received
-from service.orm import AccessLogEntry, Instance
+from service.dicom.store import (
+    StoreOutcome,
+    StoreStatus,
+    store_received,
+    store_received_together,
+)
+from service.orm import AccessLogEntry, Instance, Patient, Series, Study
 from service.runtime import Runtime
 from tests.factories import make_cr, to_bytes
 from tests.test_ingest_atomicity import received_file
@@ -48,10 +54,7 @@ def _row(runtime: Runtime, sop_instance_uid: str) -> dict[str, Any]:
         return {c.key: getattr(instance, c.key) for c in Instance.__table__.columns}
 
 
-def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sqlite = runtime.engine.dialect.name == "sqlite"
+def _count_sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     sessions: list[str] = []
     real_scope = session_scope
 
@@ -62,6 +65,14 @@ def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
             yield session
 
     monkeypatch.setattr(store_module, "session_scope", counted_scope)
+    return sessions
+
+
+def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite = runtime.engine.dialect.name == "sqlite"
+    sessions = _count_sessions(monkeypatch)
     first = make_cr(seed=3, ViewPosition="PA")
     second = make_cr(
         study_uid=first.StudyInstanceUID,
@@ -69,18 +80,24 @@ def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
         seed=3,
         ViewPosition="PA",
     )
+    extra = make_cr(study_uid=first.StudyInstanceUID, series_uid=first.SeriesInstanceUID, seed=4)
+    in_session_outcome, _ = store_received_together(  # two at once: through a session
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=[received_file(runtime, to_bytes(ds)) for ds in (first, extra)],
+        audit=_record,
+    )
     stored = [
+        in_session_outcome,
         store_received(
             session_factory=runtime.session_factory,
             archive=runtime.archive,
-            received=received_file(runtime, to_bytes(ds)),
+            received=received_file(runtime, to_bytes(second)),
             audit=_record,
-        )
-        for ds in (first, second)
+        ),
     ]
     assert [o.status for o in stored] == [StoreStatus.STORED, StoreStatus.STORED]
-    # The series' first instance creates patient, study and series in a session; the second
-    # needs none on SQLite.
+    # The second, one instance, needs no session on SQLite.
     assert len(sessions) == (1 if sqlite else 2)
 
     in_session, on_driver = (
@@ -109,6 +126,7 @@ def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
         logged = session.scalars(select(AccessLogEntry).order_by(AccessLogEntry.at)).all()
     assert [(e.action, e.sop_instance_uid, e.request_id, e.username) for e in logged] == [
         ("dicom.store", first.SOPInstanceUID, "req-7", "operator"),
+        ("dicom.store", extra.SOPInstanceUID, "req-7", "operator"),
         ("dicom.store", second.SOPInstanceUID, "req-7", "operator"),
     ]
 
@@ -142,3 +160,75 @@ def test_a_resend_and_a_conflict_in_a_known_series_leave_the_stored_copy(
     with session_scope(runtime.session_factory) as session:
         actions = session.scalars(select(AccessLogEntry.action)).all()
     assert actions == ["dicom.store", "dicom.store"]  # the refused one logs nothing here
+
+
+def _columns(runtime: Runtime, model: Any, key: Any, value: str) -> dict[str, Any]:
+    with runtime.session_factory() as session:
+        row = session.scalars(select(model).where(key == value)).one()
+        return {c.key: getattr(row, c.key) for c in model.__table__.columns}
+
+
+def test_a_new_series_is_created_as_a_session_creates_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first instance of a series, of a new study of a new patient: on SQLite all of it
+    on the driver, each row what a session writes for the same attributes."""
+    sqlite = runtime.engine.dialect.name == "sqlite"
+    sessions = _count_sessions(monkeypatch)
+    attributes: dict[str, Any] = {
+        "patient_name": "Roe^Ann",
+        "StudyDescription": "Chest PA",
+        "AccessionNumber": "ACC-9",
+        "Manufacturer": "Acme",
+        "InstitutionName": "General",
+    }
+    on_driver = make_cr(patient_id="PID-DRIVER", seed=5, **attributes)
+    in_session = [make_cr(patient_id="PID-SESSION", seed=6, **attributes)]
+    in_session.append(
+        make_cr(
+            patient_id="PID-SESSION",
+            study_uid=in_session[0].StudyInstanceUID,
+            series_uid=in_session[0].SeriesInstanceUID,
+            seed=7,
+            **attributes,
+        )
+    )
+    assert store_received(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=received_file(runtime, to_bytes(on_driver)),
+        audit=_record,
+    ).ok
+    assert len(sessions) == (0 if sqlite else 1)
+    outcomes = store_received_together(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=[received_file(runtime, to_bytes(ds)) for ds in in_session],
+        audit=_record,
+    )
+    assert all(o.ok for o in outcomes)
+    assert len(sessions) == (1 if sqlite else 2)  # two at once: through a session
+
+    rows = []
+    for ds in (on_driver, in_session[0]):
+        patient = _columns(runtime, Patient, Patient.patient_id, ds.PatientID)
+        study = _columns(runtime, Study, Study.study_instance_uid, ds.StudyInstanceUID)
+        series = _columns(runtime, Series, Series.series_instance_uid, ds.SeriesInstanceUID)
+        assert study["patient_pk"] == patient["id"]
+        assert series["study_pk"] == study["id"]
+        assert study["created_at"] is not None and study["updated_at"] is not None
+        rows.append((patient, study, series))
+    (driver_patient, driver_study, driver_series), (patient, study, series) = rows
+    differing = ("id", "created_at", "updated_at", "patient_pk", "study_pk")
+    for driver_row, session_row, uid in (
+        (driver_patient, patient, "patient_id"),
+        (driver_study, study, "study_instance_uid"),
+        (driver_series, series, "series_instance_uid"),
+    ):
+        for key in (*differing, uid):
+            driver_row.pop(key, None)
+            session_row.pop(key, None)
+        assert driver_row == session_row
+    assert driver_patient["patient_name"] == "Roe^Ann"
+    assert driver_study["accession_number"] == "ACC-9"
+    assert driver_series["manufacturer"] == "Acme"

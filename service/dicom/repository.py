@@ -12,8 +12,14 @@ from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.db import Executes, lookup_connection
-from service.dicom.parse import PatientAttributes, SeriesAttributes, StudyAttributes
+from service.dicom.parse import (
+    ParsedInstance,
+    PatientAttributes,
+    SeriesAttributes,
+    StudyAttributes,
+)
 from service.orm import Instance, Patient, Series, Study
+from service.orm.base import utcnow
 from service.sqlite_compiled import DriverTransaction, compiled_query, driver_connection
 
 
@@ -66,6 +72,16 @@ _STORED_COPY = select(_instance_t.c.file_path, _instance_t.c.sha256).where(
 )
 _INSTANCE = select(Instance).where(Instance.sop_instance_uid == bindparam("uid"))
 _INSERT_INSTANCE = insert(_instance_t)
+_PATIENT_PK = select(_patient_t.c.id).where(
+    _patient_t.c.patient_id == bindparam("patient_id"),
+    _patient_t.c.issuer_of_patient_id == bindparam("issuer"),
+)
+_STUDY_KEYS = select(_study_t.c.id, _study_t.c.patient_pk).where(
+    _study_t.c.study_instance_uid == bindparam("uid")
+)
+_INSERT_PATIENT, _INSERT_STUDY, _INSERT_SERIES = (
+    insert(table) for table in (_patient_t, _study_t, _series_t)
+)
 
 
 def get_series_owner(session: Session, series_instance_uid: str) -> SeriesOwner | None:
@@ -99,12 +115,21 @@ class SessionIndex:
     def add_instance(self, values: dict[str, Any]) -> None:
         add_instance(self.session, values)
 
+    def new_series(self, parsed: ParsedInstance) -> uuid.UUID | None:
+        """Create the instance's series (and its study and patient where new); return its
+        key, or None when the study is stored under another patient."""
+        patient = get_or_create_patient(self.session, parsed.patient)
+        study = get_or_create_study(self.session, parsed.study, patient)
+        if study.patient_pk != patient.id:
+            return None
+        return get_or_create_series(self.session, parsed.series, study).id
+
 
 class DriverIndex:
     """The same statements, on SQLite's driver (see ``db.sqlite_driver_transaction``).
 
-    It holds the write lock from its start, so there is nothing to lock. It cannot create
-    patients, studies or series: the first instance of a series goes through a session.
+    It holds the write lock from its start, so there is nothing to lock, and no other
+    writer can create the rows it looks up meanwhile.
     """
 
     def __init__(self, transaction: DriverTransaction) -> None:
@@ -124,6 +149,54 @@ class DriverIndex:
 
     def add_instance(self, values: dict[str, Any]) -> None:
         self._transaction.execute(_INSERT_INSTANCE, [values])
+
+    def new_series(self, parsed: ParsedInstance) -> uuid.UUID | None:
+        """As ``SessionIndex.new_series``; the series is known to be new (``series_owner``)."""
+        now = utcnow()
+        patient_row = self._transaction.one_or_none(
+            _PATIENT_PK,
+            {
+                "patient_id": parsed.patient.patient_id,
+                "issuer": parsed.patient.issuer_of_patient_id,
+            },
+        )
+        if patient_row is not None:
+            patient_pk = patient_row[0]
+        else:
+            patient_pk = uuid.uuid4()
+            values = {"id": patient_pk, "created_at": now, **_fields(parsed.patient)}
+            self._transaction.execute(_INSERT_PATIENT, [values])
+        study_row = self._transaction.one_or_none(
+            _STUDY_KEYS, {"uid": parsed.study.study_instance_uid}
+        )
+        if study_row is not None:
+            study_pk, owner_pk = study_row
+            if owner_pk != patient_pk:
+                return None
+        else:
+            study_pk = uuid.uuid4()
+            values = {
+                "id": study_pk,
+                "created_at": now,
+                "updated_at": now,
+                "patient_pk": patient_pk,
+                **_fields(parsed.study),
+            }
+            self._transaction.execute(_INSERT_STUDY, [values])
+        series_pk = uuid.uuid4()
+        values = {
+            "id": series_pk,
+            "created_at": now,
+            "study_pk": study_pk,
+            **_fields(parsed.series),
+        }
+        self._transaction.execute(_INSERT_SERIES, [values])
+        return series_pk
+
+
+def _fields(attributes: PatientAttributes | StudyAttributes | SeriesAttributes) -> dict[str, Any]:
+    """Return parsed attributes as column values (the columns bear the attributes' names)."""
+    return dict(vars(attributes))
 
 
 def get_instance(session: Session, sop_instance_uid: str) -> Instance | None:

@@ -177,19 +177,15 @@ def _index_and_file(
     try:
         for received, _parsed in items:
             archive.sync(received)  # the slow part of durability, before any lock is taken
-        outcomes = None
         engine = session_factory.kw.get("bind")
         if len(items) == 1 and isinstance(engine, Engine) and engine.dialect.name == "sqlite":
-            # The common case, one instance of a known series: its few statements run on the
-            # driver, which costs a fraction of a session's overhead.
-            try:
-                with sqlite_driver_transaction(engine) as transaction:
-                    outcomes = _index_each(
-                        repository.DriverIndex(transaction), archive, items, audit, progress
-                    )
-            except _NewSeries:
-                outcomes = None  # rolled back before anything was filed
-        if outcomes is None:
+            # The common case, one instance: its few statements run on the driver, which
+            # costs a fraction of a session's overhead.
+            with sqlite_driver_transaction(engine) as transaction:
+                outcomes = _index_each(
+                    repository.DriverIndex(transaction), archive, items, audit, progress
+                )
+        else:
             with session_scope(session_factory) as session:
                 index = repository.SessionIndex(session)
                 outcomes = _index_each(index, archive, items, audit, progress)
@@ -227,10 +223,6 @@ class _Progress:
     current: InstanceAttributes
     # (SOP Instance UID, relative path) of the files filed so far
     placed: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _NewSeries(Exception):
-    """The instance starts a series: a driver transaction cannot create one."""
 
 
 _Index = repository.SessionIndex | repository.DriverIndex
@@ -300,8 +292,7 @@ def _series_for(index: _Index, parsed: ParsedInstance) -> uuid.UUID:
     if new.
 
     Raises InstanceRejected when the UIDs contradict what is stored: a series under another
-    study, or a study under another patient; _NewSeries when the series is new and the
-    index cannot create it.
+    study, or a study under another patient.
     """
     owner = index.series_owner(parsed.series.series_instance_uid)
     if owner is None:
@@ -317,17 +308,14 @@ def _series_for(index: _Index, parsed: ParsedInstance) -> uuid.UUID:
     if owner is not None:
         _check_owner(parsed, owner.study_instance_uid, owner.patient_id, owner.issuer_of_patient_id)
         return owner.series_pk
-    if not isinstance(index, repository.SessionIndex):
-        raise _NewSeries
-    session = index.session
-    patient = repository.get_or_create_patient(session, parsed.patient)
-    study = repository.get_or_create_study(session, parsed.study, patient)
-    if study.patient_pk != patient.id:
+    series_pk = index.new_series(parsed)
+    if series_pk is None:
         raise _rejected(
             parsed,
-            f"StudyInstanceUID {study.study_instance_uid} is already stored for another PatientID",
+            f"StudyInstanceUID {parsed.study.study_instance_uid} is already stored for "
+            "another PatientID",
         )
-    return repository.get_or_create_series(session, parsed.series, study).id
+    return series_pk
 
 
 def _check_owner(parsed: ParsedInstance, study_uid: str, patient_id: str, issuer: str) -> None:
