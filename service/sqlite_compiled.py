@@ -208,10 +208,17 @@ def compiled_insert(
     return known[key]
 
 
+# Queries compiled per engine at most: QIDO builds one statement per shape of search, and
+# the shapes a client can ask for are many. The oldest compiled goes first.
+MAX_COMPILED_QUERIES = 1024
+
+
 def compiled_query(engine: Engine, statement: Select[*tuple[Any, ...]]) -> CompiledRowQuery:
     """Return a query compiled for the engine (a query built once, not per call)."""
     known = _queries.setdefault(engine, {})
     query = known.get(statement)
     if query is None:
+        if len(known) >= MAX_COMPILED_QUERIES:
+            del known[next(iter(known))]
         query = known[statement] = CompiledRowQuery(engine.dialect, statement)
     return query

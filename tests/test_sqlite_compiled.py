@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from service import sqlite_compiled
 from service.auth import service as auth_service
 from service.auth.roles import Role
 from service.db import commit_statement, session_scope, sqlite_driver_transaction
@@ -134,3 +135,17 @@ def test_a_compiled_query_reads_what_sqlalchemy_reads(runtime: Runtime) -> None:
     assert [r[0] for r in found] == [rows[0]["id"], rows[1]["id"]]  # the third is " "
     assert found[0][1].replace(tzinfo=UTC) == rows[0]["at"]
     assert [r[2] for r in one] == ["req-1"]
+
+
+def test_compiled_queries_are_bounded(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients choose QIDO's search shapes, each its own statement: the cache must not grow
+    without end."""
+    engine = runtime.read_log_engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("compiled queries are SQLite's")
+    monkeypatch.setattr(sqlite_compiled, "MAX_COMPILED_QUERIES", 3)
+    queries = [select(AccessLogEntry.id).where(AccessLogEntry.result_count == n) for n in range(5)]
+    compiled = [compiled_query(engine, q) for q in queries]
+    assert len(sqlite_compiled._queries[engine]) == 3
+    assert compiled_query(engine, queries[-1]) is compiled[-1]  # the newest is kept
+    assert compiled_query(engine, queries[0]) is not compiled[0]  # the oldest was dropped
