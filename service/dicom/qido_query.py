@@ -93,6 +93,8 @@ _HIT_FIELD: dict[Any, str] = {
 }
 # The tables a search joins, in the order their columns come in a result row.
 _TABLES = (Patient, Study, Series, Instance)
+# How many of them a search at each level joins.
+_TABLE_COUNT = {Level.STUDY: 2, Level.SERIES: 3, Level.INSTANCE: 4}
 
 
 def _record_columns(entity: Any) -> list[Column[Any]]:
@@ -107,11 +109,9 @@ def _record_columns(entity: Any) -> list[Column[Any]]:
 # objects, which cost more than SQLite takes to find the rows.
 Record = Any  # one of the _RECORDS tuples
 _RECORDS: dict[Any, tuple[Callable[..., Record], int]] = {
-    entity: (
-        namedtuple(f"{entity.__name__}Record", [c.key for c in _record_columns(entity)]),
-        len(_record_columns(entity)),
-    )
+    entity: (namedtuple(f"{entity.__name__}Record", keys), len(keys))
     for entity in _TABLES
+    for keys in [[c.key for c in _record_columns(entity)]]
 }
 
 
@@ -259,20 +259,16 @@ def _hit(row: Sequence[Any], level: Level) -> Hit:
     """Split a result row into its tables' records."""
     records: list[Record] = []
     at = 0
-    for entity in _TABLES[: _table_count(level)]:
+    for entity in _TABLES[: _TABLE_COUNT[level]]:
         record, width = _RECORDS[entity]
         records.append(record(*row[at : at + width]))
         at += width
     return Hit(*records)
 
 
-def _table_count(level: Level) -> int:
-    return {Level.STUDY: 2, Level.SERIES: 3, Level.INSTANCE: 4}[level]
-
-
 @cache  # one per level; statements are immutable (each .where() makes a new one)
 def _select(level: Level) -> Select[*tuple[Any, ...]]:
-    columns = [c for entity in _TABLES[: _table_count(level)] for c in _record_columns(entity)]
+    columns = [c for entity in _TABLES[: _TABLE_COUNT[level]] for c in _record_columns(entity)]
     stmt: Select[*tuple[Any, ...]] = select(*columns).join_from(
         Study, Patient, Study.patient_pk == Patient.id
     )
