@@ -14,6 +14,7 @@ from service.auth.token_lookup import TokenLookup
 from service.dicom.endpoints import routers as dicomweb_routers
 from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
+from service.loop_database import open_loop_database
 from service.middleware import RequestContextMiddleware
 from service.review.pages import create_pages_app
 from service.review.rendering import BASE as REVIEW_PAGES
@@ -43,12 +44,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.archive = runtime.archive
         app.state.analysis = analysis
         app.state.review_views = ReviewViews(settings.results_path)
-        app.state.token_lookup = TokenLookup(settings.database_url)
+        app.state.loop_database = loop_database = open_loop_database(
+            settings.database_url, durable_read_log=settings.durable_read_log
+        )
+        app.state.token_lookup = TokenLookup(settings.database_url, loop_database)
         log.info("app.started", environment=settings.environment.value)
         try:
             yield
         finally:
             await app.state.token_lookup.close()
+            if loop_database is not None:
+                loop_database.close()
             app.state.review_views.close()
             analysis.close()
             runtime.close()

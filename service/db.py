@@ -212,6 +212,13 @@ class _WriterLock:
         self._owner = None
         self._lock.release()
 
+    def try_enter(self) -> bool:
+        """Take the lock if it is free now; False (not taken) if another thread holds it."""
+        if self._owner == threading.get_ident() or not self._lock.acquire(blocking=False):
+            return False
+        self._owner = threading.get_ident()
+        return True
+
 
 _SQLITE_WRITER = _WriterLock()
 # Open writer lock files, most recently used last: (process id, database) -> descriptor. An
@@ -240,6 +247,32 @@ def _sqlite_writer(bind: Engine | Connection) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextmanager
+def sqlite_writer_if_free(engine: Engine) -> Iterator[bool]:
+    """Hold the write turn (as ``_sqlite_writer``) only if it is free now: yield True while
+    holding it, False (nothing held) when another thread or process has it. For the event
+    loop, which must not wait."""
+    if not _SQLITE_WRITER.try_enter():
+        yield False
+        return
+    try:
+        fd = _writer_lock_file(engine)
+        if fd is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        _SQLITE_WRITER.__exit__()
 
 
 def _writer_lock_file(engine: Engine) -> int | None:

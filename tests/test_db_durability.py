@@ -111,9 +111,13 @@ def _log_inserts(settings: Settings, durable_read_log: bool) -> tuple[list[str],
             _token, secret = auth_service.create_token(session=session, role=Role.INTEGRATION)
         count_on(runtime.engine, "main")
         if separate:
-            count_on(runtime.read_log_engine, "read_log")
-            with runtime.read_log_engine.connect() as connection:
-                assert _flush_setting(connection) == "normal"
+            # A read's row is committed on the event loop's own connection, or (when the
+            # write turn is taken) on the read log's engine: both without waiting for the disk.
+            loop_engine = client.app.state.loop_database.engine  # type: ignore[attr-defined]
+            for engine in (runtime.read_log_engine, loop_engine):
+                count_on(engine, "read_log")
+                with engine.connect() as connection:
+                    assert _flush_setting(connection) == "normal"
         ds = make_cr()
         assert stow(client, secret, [to_bytes(ds)]).status_code == 200
         url = (

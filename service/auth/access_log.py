@@ -6,11 +6,13 @@ import uuid
 from typing import Any, cast
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Table, insert
 
 from service.auth.service import Principal
 from service.db import Executes, commit_statement
 from service.deps import client_addr, request_id
+from service.loop_database import LoopDatabase
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
 from service.runtime import Runtime
@@ -88,6 +90,38 @@ def record_request_access(
         return
     runtime: Runtime = request.app.state.runtime
     commit_statement(runtime.read_log_engine, _INSERT, row)
+
+
+async def commit_request_access(
+    request: Request,
+    principal: Principal,
+    action: str,
+    *,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    result_count: int | None = None,
+) -> None:
+    """Commit the access-log row of a read before its answer goes out, as
+    ``record_request_access`` does without a session: on the event loop itself when it can
+    write at once (SQLite, see ``loop_database``), else in a worker thread that waits its turn.
+    """
+    row = _row(
+        principal,
+        action,
+        200,
+        client_addr(request),
+        request_id(request),
+        study_instance_uid,
+        series_instance_uid,
+        sop_instance_uid,
+        result_count,
+    )
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    if loop_database is not None and loop_database.try_commit(_INSERT, row):
+        return
+    runtime: Runtime = request.app.state.runtime
+    await run_in_threadpool(commit_statement, runtime.read_log_engine, _INSERT, row)
 
 
 def _row(

@@ -19,16 +19,21 @@ from service.auth.repository import TokenHolderQuery
 from service.auth.secrets import token_sha256
 from service.auth.service import Principal, principal_of_holder
 from service.db import create_async_db_engine, create_db_engine
+from service.loop_database import LoopDatabase
 
 
 class TokenLookup:
     """Authenticates bearer tokens for one app; ``close`` it when the app stops."""
 
-    def __init__(self, database_url: str) -> None:
-        self._local: Engine | None
+    def __init__(self, database_url: str, loop_database: LoopDatabase | None = None) -> None:
+        """``loop_database``: the app's loop connection to share (SQLite); else one of its own."""
+        self._local: Engine | None = None
         self._local_query: TokenHolderQuery | None = None
         self._server: AsyncEngine | None
-        if make_url(database_url).get_backend_name() == "sqlite":
+        if loop_database is not None:
+            self._local_query = TokenHolderQuery(loop_database.engine)
+            self._server = None
+        elif make_url(database_url).get_backend_name() == "sqlite":
             # One connection per thread: in practice the event loop's own.
             self._local = create_db_engine(database_url, poolclass=SingletonThreadPool)
             self._local_query = TokenHolderQuery(self._local)

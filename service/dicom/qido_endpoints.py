@@ -5,18 +5,20 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.access_log import record_request_access
+from service.auth.access_log import commit_request_access, record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
 from service.deps import SessionFactoryDep, SettingsDep
 from service.dicom import qido
-from service.dicom.qido_params import Level, parse_search
+from service.dicom.qido_params import Level, SearchSpec, parse_search
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, NotAcceptable
 from service.log_config import get_logger
+from service.loop_database import LoopDatabase, LoopTooLong
 from service.settings import Settings
 
 log = get_logger(__name__)
@@ -24,6 +26,8 @@ router = APIRouter(tags=["DICOMweb QIDO-RS"])
 
 DICOM_JSON = "application/dicom+json"
 _ACCEPTABLE = frozenset({DICOM_JSON, "application/json", "application/*", "*/*"})
+# Searches answering at most this many results may run on the event loop (SQLite).
+LOOP_MAX_RESULTS = 100
 TRUNCATED_WARNING = (
     '299 {host}: "The number of results exceeded the maximum supported by the server. '
     'Additional results can be requested."'
@@ -31,53 +35,53 @@ TRUNCATED_WARNING = (
 
 
 @router.get("/studies", summary="Search for studies (QIDO-RS)")
-def search_studies(
+async def search_studies(
     request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.STUDY)
+    return await _search(request, principal, factory, settings, Level.STUDY)
 
 
 @router.get("/series", summary="Search for series in all studies (QIDO-RS)")
-def search_series(
+async def search_series(
     request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.SERIES)
+    return await _search(request, principal, factory, settings, Level.SERIES)
 
 
 @router.get("/instances", summary="Search for instances in all studies (QIDO-RS)")
-def search_instances(
+async def search_instances(
     request: Request, principal: DicomReader, factory: SessionFactoryDep, settings: SettingsDep
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.INSTANCE)
+    return await _search(request, principal, factory, settings, Level.INSTANCE)
 
 
 @router.get("/studies/{study}/series", summary="Search for series in a study (QIDO-RS)")
-def search_study_series(
+async def search_study_series(
     study: str,
     request: Request,
     principal: DicomReader,
     factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.SERIES, study)
+    return await _search(request, principal, factory, settings, Level.SERIES, study)
 
 
 @router.get("/studies/{study}/instances", summary="Search for instances in a study (QIDO-RS)")
-def search_study_instances(
+async def search_study_instances(
     study: str,
     request: Request,
     principal: DicomReader,
     factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.INSTANCE, study)
+    return await _search(request, principal, factory, settings, Level.INSTANCE, study)
 
 
 @router.get(
     "/studies/{study}/series/{series}/instances",
     summary="Search for instances in a series (QIDO-RS)",
 )
-def search_series_instances(
+async def search_series_instances(
     study: str,
     series: str,
     request: Request,
@@ -85,10 +89,10 @@ def search_series_instances(
     factory: SessionFactoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return _search(request, principal, factory, settings, Level.INSTANCE, study, series)
+    return await _search(request, principal, factory, settings, Level.INSTANCE, study, series)
 
 
-def _search(
+async def _search(
     request: Request,
     principal: Principal,
     factory: sessionmaker[Session],
@@ -97,6 +101,9 @@ def _search(
     study_uid: str | None = None,
     series_uid: str | None = None,
 ) -> JSONResponse:
+    """Search and answer. On SQLite the event loop runs a search of at most
+    ``LOOP_MAX_RESULTS`` results itself, within its time budget (see ``loop_database``);
+    other searches, and one that runs past the budget, run in a worker thread."""
     if not accepts_dicom_json(request.headers.get("accept")):
         raise NotAcceptable(f"search results are {DICOM_JSON}; the Accept header excludes it")
     for name, uid in (("study", study_uid), ("series", series_uid)):
@@ -109,6 +116,43 @@ def _search(
         max_limit=settings.qido_max_limit,
     )
     base_url = settings.base_url or str(request.base_url).rstrip("/")
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    if loop_database is not None and spec.limit <= LOOP_MAX_RESULTS:
+        try:
+            with loop_database.bounded():
+                found = qido.search(
+                    engine=loop_database.engine,
+                    spec=spec,
+                    base_url=base_url,
+                    study_uid=study_uid,
+                    series_uid=series_uid,
+                )
+        except LoopTooLong:
+            pass
+        else:
+            await commit_request_access(
+                request,
+                principal,
+                "dicom.search",
+                study_instance_uid=study_uid,
+                series_instance_uid=series_uid,
+                result_count=len(found.results),
+            )
+            return _answer(found, level, base_url, request)
+    return await run_in_threadpool(
+        _search_in_thread, request, principal, factory, spec, base_url, study_uid, series_uid
+    )
+
+
+def _search_in_thread(
+    request: Request,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    spec: SearchSpec,
+    base_url: str,
+    study_uid: str | None,
+    series_uid: str | None,
+) -> JSONResponse:
     # Searched read-only, logged in a short writing transaction: on SQLite a writing
     # transaction holds the one write lock, and searches should not queue behind stores.
     found = qido.search(
@@ -126,6 +170,12 @@ def _search(
         series_instance_uid=series_uid,
         result_count=len(found.results),
     )
+    return _answer(found, spec.level, base_url, request)
+
+
+def _answer(
+    found: qido.SearchResult, level: Level, base_url: str, request: Request
+) -> JSONResponse:
     # Counts and the level only: the query's values may name a patient.
     log.info(
         "qido.searched",

@@ -6,6 +6,7 @@ No web framework here: the endpoints negotiate media types and pass the outcome 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,62 @@ def whole_instance_body(parts: list[InstancePart], boundary: str) -> bytes | Non
     if any(part.transcode for part in parts) or sum(p.stored_size for p in parts) > WHOLE_BODY_MAX:
         return None
     return b"".join(iter_multipart_files([(p.path, p.content_type) for p in parts], boundary))
+
+
+def cached_instance_body(parts: list[InstancePart], boundary: str) -> memoryview | None:
+    """Return the body of a small retrieve of files sent as stored, read only from the
+    operating system's page cache, each file straight into its place in the body; None when
+    a file would have to come from the disk (or is to be re-encoded, or the body is larger
+    than WHOLE_BODY_MAX): the caller then builds it in a worker thread, where a wait for
+    the disk holds up no other request. For the event loop, which must not wait.
+    """
+    if _READ_NOWAIT is None or any(part.transcode for part in parts):
+        return None
+    if sum(part.stored_size for part in parts) > WHOLE_BODY_MAX:
+        return None
+    heads = [
+        (
+            f"--{boundary}\r\nContent-Type: {part.content_type}\r\n"
+            f"Content-Length: {part.stored_size}\r\n\r\n"
+        ).encode("latin-1")
+        for part in parts
+    ]
+    tail = f"--{boundary}--\r\n".encode("latin-1")
+    size = sum(len(head) + part.stored_size + 2 for head, part in zip(heads, parts, strict=True))
+    body = memoryview(bytearray(size + len(tail)))
+    at = 0
+    for head, part in zip(heads, parts, strict=True):
+        body[at : at + len(head)] = head
+        at += len(head)
+        if not _read_cached(part.path, body[at : at + part.stored_size]):
+            return None
+        at += part.stored_size
+        body[at : at + 2] = b"\r\n"
+        at += 2
+    body[at:] = tail
+    return body
+
+
+# Linux: a read that takes only what the page cache holds, never waiting for the disk.
+_READ_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def _read_cached(path: Path, into: memoryview) -> bool:
+    """Fill ``into`` with the whole file if the page cache holds all of it; else False."""
+    if _READ_NOWAIT is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # the worker thread's read reports it
+    try:
+        if os.fstat(fd).st_size != len(into):
+            return False
+        return os.preadv(fd, [into], 0, _READ_NOWAIT) == len(into)
+    except OSError:  # BlockingIOError: not all cached; EOPNOTSUPP: a file system without it
+        return False
+    finally:
+        os.close(fd)
 
 
 def iter_instance_body(parts: list[InstancePart], boundary: str) -> Iterator[bytes]:

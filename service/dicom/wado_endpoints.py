@@ -2,7 +2,9 @@
 
 HTTP only: Accept negotiation (PS3.18 8.7) and responses. Lookups, transcoding and frame
 extraction are in ``retrieve``; image maths in ``render``. Endpoints are plain ``def`` because
-they read files and decode pixels (FastAPI runs them in its thread pool).
+they read files and decode pixels (FastAPI runs them in its thread pool), except the retrieve
+of stored instances: on SQLite the event loop answers those itself when it need not wait for
+the disk (a thread hop cost more than such a retrieve's own work; see ``loop_database``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth.access_log import record_request_access
+from service.auth.access_log import commit_request_access, record_request_access
 from service.auth.dependencies import DicomReader
 from service.auth.service import Principal
 from service.deps import ArchiveDep, SessionFactoryDep
@@ -23,6 +26,7 @@ from service.dicom.multipart import iter_multipart_bytes, new_boundary, parse_co
 from service.dicom.retrieve import ANY, AS_STORED, Target
 from service.errors import BadRequest, NotAcceptable
 from service.log_config import get_logger
+from service.loop_database import LoopDatabase, LoopTooLong
 
 log = get_logger(__name__)
 router = APIRouter(tags=["DICOMweb WADO-RS"])
@@ -160,7 +164,7 @@ def _record(principal: Principal, request: Request, action: str, target: Target,
 
 
 @router.get(STUDY, summary="Retrieve a study's instances (WADO-RS)")
-def retrieve_study(
+async def retrieve_study(
     study_instance_uid: str,
     request: Request,
     principal: DicomReader,
@@ -168,11 +172,11 @@ def retrieve_study(
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid)
-    return _instances(target, request, principal, factory, archive)
+    return await _instances(target, request, principal, factory, archive)
 
 
 @router.get(SERIES, summary="Retrieve a series' instances (WADO-RS)")
-def retrieve_series(
+async def retrieve_series(
     study_instance_uid: str,
     series_instance_uid: str,
     request: Request,
@@ -181,11 +185,11 @@ def retrieve_series(
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid, series_instance_uid)
-    return _instances(target, request, principal, factory, archive)
+    return await _instances(target, request, principal, factory, archive)
 
 
 @router.get(INSTANCE, summary="Retrieve one instance (WADO-RS)")
-def retrieve_instance(
+async def retrieve_instance(
     study_instance_uid: str,
     series_instance_uid: str,
     sop_instance_uid: str,
@@ -195,27 +199,82 @@ def retrieve_instance(
     archive: ArchiveDep,
 ) -> Response:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
-    return _instances(target, request, principal, factory, archive)
+    return await _instances(target, request, principal, factory, archive)
 
 
-def _instances(
+async def _instances(
     target: Target,
     request: Request,
     principal: Principal,
     factory: sessionmaker[Session],
     archive: Archive,
 ) -> Response:
-    """Return the multipart/related application/dicom response of the target's instances."""
+    """Return the multipart/related application/dicom response of the target's instances.
+
+    On SQLite the event loop looks them up and, when the page cache holds their files, reads
+    them and answers itself (see ``loop_database``); else a worker thread does what is left.
+    """
     accepted = dicom_transfer_syntaxes(parse_accept(request))
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    if loop_database is None:
+        return await run_in_threadpool(
+            _instances_in_thread, target, accepted, request, principal, factory, archive
+        )
+    try:
+        with loop_database.bounded():
+            located = retrieve.find_instances(
+                engine=loop_database.engine, archive=archive, target=target
+            )
+    except LoopTooLong:
+        return await run_in_threadpool(
+            _instances_in_thread, target, accepted, request, principal, factory, archive
+        )
+    parts = retrieve.plan_instance_parts(located, accepted)
+    boundary = new_boundary()
+    body = retrieve.cached_instance_body(parts, boundary)
+    if body is None:
+        return await run_in_threadpool(_instances_response, target, parts, request, principal)
+    await commit_request_access(
+        request,
+        principal,
+        "dicom.retrieve",
+        study_instance_uid=target.study,
+        series_instance_uid=target.series,
+        sop_instance_uid=target.instance,
+        result_count=len(parts),
+    )
+    log.info("wado.instances", count=len(parts), transcoded=0)
+    return Response(body, media_type=_instances_media_type(boundary))
+
+
+def _instances_in_thread(
+    target: Target,
+    accepted: list[str],
+    request: Request,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    archive: Archive,
+) -> Response:
     parts = retrieve.plan_instance_parts(_find(factory, archive, target), accepted)
+    return _instances_response(target, parts, request, principal)
+
+
+def _instances_response(
+    target: Target, parts: list[retrieve.InstancePart], request: Request, principal: Principal
+) -> Response:
+    """Log the retrieve, then answer with its parts (in one piece, or streamed when large)."""
     _record(principal, request, "dicom.retrieve", target, len(parts))
     log.info("wado.instances", count=len(parts), transcoded=sum(1 for p in parts if p.transcode))
     boundary = new_boundary()
-    media_type = f'multipart/related; type="{DICOM}"; boundary={boundary}'
+    media_type = _instances_media_type(boundary)
     whole = retrieve.whole_instance_body(parts, boundary)
     if whole is not None:
         return Response(whole, media_type=media_type)
     return StreamingResponse(retrieve.iter_instance_body(parts, boundary), media_type=media_type)
+
+
+def _instances_media_type(boundary: str) -> str:
+    return f'multipart/related; type="{DICOM}"; boundary={boundary}'
 
 
 # --- metadata --------------------------------------------------------------------------------

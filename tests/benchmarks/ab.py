@@ -183,6 +183,13 @@ def parse_args() -> argparse.Namespace:
         "--loads",
         help=f"comma-separated, of {', '.join(LOADS)} (default: all; with --orthanc all but me)",
     )
+    for side in ("base", "head"):
+        parser.add_argument(
+            f"--{side}-workers",
+            type=int,
+            default=1,
+            help=f"`vigil serve --workers N` for the {side} (default 1; server CPU counts all)",
+        )
     return parser.parse_args()
 
 
@@ -203,14 +210,19 @@ def main() -> None:
         head_tree = stack.enter_context(worktree(args.head)) if args.head else REPO
         sides: list[Side] = []
         base_label = "base Orthanc" if args.orthanc else f"base {args.base}"
-        trees = [(base_label, base_tree), (f"head {args.head or 'tree'}", head_tree)]
-        for label, tree in trees:
+        trees = [
+            (base_label, base_tree, args.base_workers),
+            (f"head {args.head or 'tree'}", head_tree, args.head_workers),
+        ]
+        for label, tree, workers in trees:
+            if workers > 1:
+                label += f" ({workers} workers)"
             folder = workdir / label.split()[0]
             folder.mkdir()
             server = (
                 orthanc_sqlite(folder, "Orthanc SQLite", True)
                 if tree is None
-                else vigil_server(folder, "SQLite", None, None, tree=tree)
+                else vigil_server(folder, "SQLite", None, None, workers, tree=tree)
             )
             endpoint = stack.enter_context(server)
             warm = stow(endpoint, factory.batch(10, 512), 1)
