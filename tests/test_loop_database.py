@@ -6,18 +6,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import pytest
+from fastapi.concurrency import run_in_threadpool
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from service import loop_database as loop_module
 from service.app import create_app
+from service.auth import access_log
 from service.auth.access_log import _INSERT
 from service.db import sqlite_driver_transaction
-from service.dicom import qido_endpoints, retrieve
+from service.dicom import qido_endpoints, retrieve, wado_endpoints
 from service.loop_database import LoopDatabase, LoopTooLong, open_loop_database
 from service.orm import AccessLogEntry
 from service.orm.base import utcnow
@@ -200,6 +203,20 @@ def stored(client: TestClient, integration_token: str) -> tuple[bytes, str]:
     return payload, url
 
 
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the read endpoints hand to a worker thread."""
+    handed: list[str] = []
+
+    async def recorded(function: Callable[..., Any], *args: Any) -> Any:
+        handed.append(function.__name__)
+        return await run_in_threadpool(function, *args)
+
+    for module in (wado_endpoints, qido_endpoints, access_log):
+        monkeypatch.setattr(module, "run_in_threadpool", recorded)
+    return handed
+
+
 def only_part(response) -> bytes:
     assert response.status_code == 200, response.text
     boundary = response.headers["content-type"].split("boundary=")[1].strip('"').encode()
@@ -212,6 +229,7 @@ def only_part(response) -> bytes:
 
 @pytest.mark.parametrize("page_cache", ["read on the loop", "not cached: read in a thread"])
 def test_a_retrieve_answers_the_same_bytes_either_way(
+    hops: list[str],
     client: TestClient,
     integration_token: str,
     stored: tuple[bytes, str],
@@ -220,11 +238,16 @@ def test_a_retrieve_answers_the_same_bytes_either_way(
     page_cache: str,
 ) -> None:
     payload, url = stored
-    if page_cache.startswith("not cached"):
+    cached = not page_cache.startswith("not cached")
+    if not cached:
         monkeypatch.setattr(retrieve, "_read_cached", lambda _path, _into: False)
     response = client.get(url, headers=bearer(integration_token) | {"Accept": DICOM_ACCEPT})
     assert only_part(response) == payload
     assert logged(runtime, "dicom.retrieve") == 1
+    if POSTGRES_URL:
+        assert hops == ["_instances_in_thread"]
+    else:
+        assert hops == ([] if cached else ["_instances_response"])
 
 
 def test_reads_answer_from_a_worker_thread_while_another_writer_holds_the_turn(
@@ -257,6 +280,7 @@ def test_reads_answer_from_a_worker_thread_while_another_writer_holds_the_turn(
 
 
 def test_a_search_past_the_loop_budget_runs_again_in_a_thread(
+    request: pytest.FixtureRequest,
     client: TestClient,
     integration_token: str,
     stored: tuple[bytes, str],
@@ -278,20 +302,56 @@ def test_a_search_past_the_loop_budget_runs_again_in_a_thread(
             raise
 
     monkeypatch.setattr(LoopDatabase, "bounded", contextmanager(spied))
+    handed: list[str] = request.getfixturevalue("hops")
     response = client.get("/dicomweb/studies", headers=bearer(integration_token))
     assert response.status_code == 200
     assert response.json() == expected
+    assert handed == ["_search_in_thread"]
     assert logged(runtime, "dicom.search") == 2
     assert interrupted == ([] if POSTGRES_URL else [True])
 
 
 def test_a_large_search_page_is_built_in_a_thread(
-    client: TestClient, integration_token: str, stored: tuple[bytes, str], runtime: Runtime
+    hops: list[str],
+    client: TestClient,
+    integration_token: str,
+    stored: tuple[bytes, str],
+    runtime: Runtime,
 ) -> None:
-    limit = qido_endpoints.LOOP_MAX_RESULTS + 1
-    response = client.get(f"/dicomweb/studies?limit={limit}", headers=bearer(integration_token))
-    assert response.status_code == 200 and len(response.json()) == 1
-    assert logged(runtime, "dicom.search") == 1
+    limit = qido_endpoints.LOOP_MAX_RESULTS
+    for asked in (limit, limit + 1):
+        response = client.get(f"/dicomweb/studies?limit={asked}", headers=bearer(integration_token))
+        assert response.status_code == 200 and len(response.json()) == 1
+    assert hops == (["_search_in_thread"] * 2 if POSTGRES_URL else ["_search_in_thread"])
+    assert logged(runtime, "dicom.search") == 2
+
+
+@pytest.mark.parametrize("where", ["on the loop", "over the loop's count: in a thread"])
+def test_metadata_answers_the_same_either_way(
+    request: pytest.FixtureRequest,
+    client: TestClient,
+    integration_token: str,
+    stored: tuple[bytes, str],
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    _payload, url = stored
+    expected = client.get(url + "/metadata", headers=bearer(integration_token)).json()
+    over = where.startswith("over")
+    if over:
+        monkeypatch.setattr(wado_endpoints, "LOOP_MAX_METADATA", 0)
+    handed: list[str] = request.getfixturevalue("hops")  # after the first, unrecorded, GET
+    response = client.get(url + "/metadata", headers=bearer(integration_token))
+    assert response.status_code == 200
+    assert response.json() == expected
+    if POSTGRES_URL:
+        assert handed == ["_metadata_in_thread"]
+    else:
+        assert handed == (["_metadata_response"] if over else [])
+    [attributes] = expected
+    assert attributes["00080018"]["Value"] == [url.rsplit("/", 1)[1]]  # SOP Instance UID
+    assert logged(runtime, "dicom.retrieve.metadata") == 2
 
 
 @sqlite_only

@@ -3,8 +3,8 @@
 HTTP only: Accept negotiation (PS3.18 8.7) and responses. Lookups, transcoding and frame
 extraction are in ``retrieve``; image maths in ``render``. Endpoints are plain ``def`` because
 they read files and decode pixels (FastAPI runs them in its thread pool), except the retrieve
-of stored instances: on SQLite the event loop answers those itself when it need not wait for
-the disk (a thread hop cost more than such a retrieve's own work; see ``loop_database``).
+of stored instances and of metadata: on SQLite the event loop answers those itself when it
+need not wait (a thread hop cost more than such a retrieve's own work; see ``loop_database``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ SERIES = STUDY + "/series/{series_instance_uid}"
 INSTANCE = SERIES + "/instances/{sop_instance_uid}"
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
+# Metadata of at most this many instances may be answered by the event loop (SQLite).
+LOOP_MAX_METADATA = 16
 _JSON_TYPES = frozenset({DICOM_JSON, "application/json", "application/*", "*/*"})
 
 
@@ -281,7 +283,7 @@ def _instances_media_type(boundary: str) -> str:
 
 
 @router.get(STUDY + "/metadata", summary="Retrieve a study's metadata (WADO-RS)")
-def study_metadata(
+async def study_metadata(
     study_instance_uid: str,
     request: Request,
     principal: DicomReader,
@@ -289,11 +291,11 @@ def study_metadata(
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid)
-    return _metadata(target, request, principal, factory, archive)
+    return await _metadata(target, request, principal, factory, archive)
 
 
 @router.get(SERIES + "/metadata", summary="Retrieve a series' metadata (WADO-RS)")
-def series_metadata(
+async def series_metadata(
     study_instance_uid: str,
     series_instance_uid: str,
     request: Request,
@@ -302,11 +304,11 @@ def series_metadata(
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid, series_instance_uid)
-    return _metadata(target, request, principal, factory, archive)
+    return await _metadata(target, request, principal, factory, archive)
 
 
 @router.get(INSTANCE + "/metadata", summary="Retrieve an instance's metadata (WADO-RS)")
-def instance_metadata(
+async def instance_metadata(
     study_instance_uid: str,
     series_instance_uid: str,
     sop_instance_uid: str,
@@ -316,19 +318,65 @@ def instance_metadata(
     archive: ArchiveDep,
 ) -> JSONResponse:
     target = Target(study_instance_uid, series_instance_uid, sop_instance_uid)
-    return _metadata(target, request, principal, factory, archive)
+    return await _metadata(target, request, principal, factory, archive)
 
 
-def _metadata(
+async def _metadata(
     target: Target,
     request: Request,
     principal: Principal,
     factory: sessionmaker[Session],
     archive: Archive,
 ) -> JSONResponse:
-    """Return the application/dicom+json array of the target's instance metadata."""
+    """Return the application/dicom+json array of the target's instance metadata.
+
+    The metadata is in the database: on SQLite the event loop looks it up and, for at most
+    ``LOOP_MAX_METADATA`` instances, answers itself (see ``loop_database``).
+    """
     _check_json_accept(parse_accept(request))
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    if loop_database is not None:
+        try:
+            with loop_database.bounded():
+                located = retrieve.find_instances(
+                    engine=loop_database.engine, archive=archive, target=target, with_metadata=True
+                )
+        except LoopTooLong:
+            pass
+        else:
+            if len(located) > LOOP_MAX_METADATA:
+                return await run_in_threadpool(
+                    _metadata_response, target, located, request, principal
+                )
+            await commit_request_access(
+                request,
+                principal,
+                "dicom.retrieve.metadata",
+                study_instance_uid=target.study,
+                series_instance_uid=target.series,
+                sop_instance_uid=target.instance,
+                result_count=len(located),
+            )
+            return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
+    return await run_in_threadpool(
+        _metadata_in_thread, target, request, principal, factory, archive
+    )
+
+
+def _metadata_in_thread(
+    target: Target,
+    request: Request,
+    principal: Principal,
+    factory: sessionmaker[Session],
+    archive: Archive,
+) -> JSONResponse:
     located = _find(factory, archive, target, with_metadata=True)
+    return _metadata_response(target, located, request, principal)
+
+
+def _metadata_response(
+    target: Target, located: list[retrieve.Located], request: Request, principal: Principal
+) -> JSONResponse:
     _record(principal, request, "dicom.retrieve.metadata", target, len(located))
     return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
 
