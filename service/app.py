@@ -12,6 +12,7 @@ from service.analysis.wiring import start_analysis_services
 from service.api import routers as api_routers
 from service.auth.token_lookup import TokenLookup
 from service.dicom.endpoints import routers as dicomweb_routers
+from service.direct_routes import DirectRoutes
 from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
 from service.loop_database import open_loop_database
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Decision support for medical images. The AI assists; the clinician decides.",
         lifespan=lifespan,
     )
+    # Inside the request context; the DICOMweb routers are the app's first under /dicomweb.
+    app.add_middleware(DirectRoutes, routers=[("/dicomweb", r) for r in dicomweb_routers])
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in dicomweb_routers:

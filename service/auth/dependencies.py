@@ -30,19 +30,30 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+def check_permission(principal: Principal, permission: Permission) -> Principal:
+    """Return the principal if its role holds the permission; raise Forbidden if not."""
+    if not allows(principal.role, permission):
+        log.info("auth.forbidden", role=principal.role.value, permission=permission.value)
+        raise Forbidden(
+            f"role {principal.role.value!r} may not do this (needs {permission.value!r})"
+        )
+    return principal
+
+
+class PermissionCheck:
+    """The dependency ``require`` returns: the caller, if their role holds ``permission``."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+        self.__name__ = f"require_{permission.name.lower()}"
+
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        return check_permission(principal, self.permission)
+
+
 def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """Return a dependency that lets through only callers whose role holds a permission."""
-
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if not allows(principal.role, permission):
-            log.info("auth.forbidden", role=principal.role.value, permission=permission.value)
-            raise Forbidden(
-                f"role {principal.role.value!r} may not do this (needs {permission.value!r})"
-            )
-        return principal
-
-    check.__name__ = f"require_{permission.name.lower()}"
-    return check
+    return PermissionCheck(permission)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
