@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.access_log import commit_request_access, record_request_access
@@ -115,77 +118,73 @@ async def _search(
         default_limit=settings.qido_default_limit,
         max_limit=settings.qido_max_limit,
     )
-    base_url = settings.base_url or str(request.base_url).rstrip("/")
+    search = _Search(
+        spec, settings.base_url or str(request.base_url).rstrip("/"), study_uid, series_uid
+    )
     loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
     if loop_database is not None and spec.limit <= LOOP_MAX_RESULTS:
         try:
             with loop_database.bounded():
-                found = qido.search(
-                    engine=loop_database.engine,
-                    spec=spec,
-                    base_url=base_url,
-                    study_uid=study_uid,
-                    series_uid=series_uid,
-                )
+                found = search.run(loop_database.engine)
         except LoopTooLong:
             pass
         else:
-            await commit_request_access(
-                request,
-                principal,
-                "dicom.search",
-                study_instance_uid=study_uid,
-                series_instance_uid=series_uid,
-                result_count=len(found.results),
-            )
-            return _answer(found, level, base_url, request)
-    return await run_in_threadpool(
-        _search_in_thread, request, principal, factory, spec, base_url, study_uid, series_uid
-    )
+            await commit_request_access(request, principal, "dicom.search", **search.logged(found))
+            return _answer(found, search, request)
+    return await run_in_threadpool(_search_in_thread, request, principal, factory, search)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """One search as the request asks it."""
+
+    spec: SearchSpec
+    base_url: str
+    study_uid: str | None
+    series_uid: str | None
+
+    def run(self, engine: Engine) -> qido.SearchResult:
+        return qido.search(
+            engine=engine,
+            spec=self.spec,
+            base_url=self.base_url,
+            study_uid=self.study_uid,
+            series_uid=self.series_uid,
+        )
+
+    def logged(self, found: qido.SearchResult) -> dict[str, Any]:
+        """The access-log row's fields of the search (beyond who, what, when, from where)."""
+        return {
+            "study_instance_uid": self.study_uid,
+            "series_instance_uid": self.series_uid,
+            "result_count": len(found.results),
+        }
 
 
 def _search_in_thread(
     request: Request,
     principal: Principal,
     factory: sessionmaker[Session],
-    spec: SearchSpec,
-    base_url: str,
-    study_uid: str | None,
-    series_uid: str | None,
+    search: _Search,
 ) -> JSONResponse:
     # Searched read-only, logged in a short writing transaction: on SQLite a writing
     # transaction holds the one write lock, and searches should not queue behind stores.
-    found = qido.search(
-        engine=factory.kw["bind"],
-        spec=spec,
-        base_url=base_url,
-        study_uid=study_uid,
-        series_uid=series_uid,
-    )
-    record_request_access(
-        request,
-        principal,
-        "dicom.search",
-        study_instance_uid=study_uid,
-        series_instance_uid=series_uid,
-        result_count=len(found.results),
-    )
-    return _answer(found, spec.level, base_url, request)
+    found = search.run(factory.kw["bind"])
+    record_request_access(request, principal, "dicom.search", **search.logged(found))
+    return _answer(found, search, request)
 
 
-def _answer(
-    found: qido.SearchResult, level: Level, base_url: str, request: Request
-) -> JSONResponse:
+def _answer(found: qido.SearchResult, search: _Search, request: Request) -> JSONResponse:
     # Counts and the level only: the query's values may name a patient.
     log.info(
         "qido.searched",
-        level=level.label,
+        level=search.spec.level.label,
         result_count=len(found.results),
         truncated=found.truncated,
     )
     headers = {}
     if found.truncated:
-        host = urlsplit(base_url).netloc or request.url.netloc
+        host = urlsplit(search.base_url).netloc or request.url.netloc
         headers["Warning"] = TRUNCATED_WARNING.format(host=host)
     return JSONResponse(found.results, media_type=DICOM_JSON, headers=headers)
 

@@ -162,6 +162,42 @@ def _record(principal: Principal, request: Request, action: str, target: Target,
     )
 
 
+def _find_on_loop(
+    request: Request, archive: Archive, target: Target, *, with_metadata: bool = False
+) -> list[retrieve.Located] | None:
+    """Look the target's instances up on the event loop (SQLite: see ``loop_database``);
+    None when a worker thread must: no loop connection (a database server), or the lookup
+    ran past the loop's budget."""
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    if loop_database is None:
+        return None
+    try:
+        with loop_database.bounded():
+            return retrieve.find_instances(
+                engine=loop_database.engine,
+                archive=archive,
+                target=target,
+                with_metadata=with_metadata,
+            )
+    except LoopTooLong:
+        return None
+
+
+async def _commit(
+    principal: Principal, request: Request, action: str, target: Target, n: int
+) -> None:
+    """``_record`` on the event loop (see ``commit_request_access``)."""
+    await commit_request_access(
+        request,
+        principal,
+        action,
+        study_instance_uid=target.study,
+        series_instance_uid=target.series,
+        sop_instance_uid=target.instance,
+        result_count=n,
+    )
+
+
 # --- instances -------------------------------------------------------------------------------
 
 
@@ -217,17 +253,8 @@ async def _instances(
     them and answers itself (see ``loop_database``); else a worker thread does what is left.
     """
     accepted = dicom_transfer_syntaxes(parse_accept(request))
-    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
-    if loop_database is None:
-        return await run_in_threadpool(
-            _instances_in_thread, target, accepted, request, principal, factory, archive
-        )
-    try:
-        with loop_database.bounded():
-            located = retrieve.find_instances(
-                engine=loop_database.engine, archive=archive, target=target
-            )
-    except LoopTooLong:
+    located = _find_on_loop(request, archive, target)
+    if located is None:
         return await run_in_threadpool(
             _instances_in_thread, target, accepted, request, principal, factory, archive
         )
@@ -236,15 +263,7 @@ async def _instances(
     body = retrieve.cached_instance_body(parts, boundary)
     if body is None:
         return await run_in_threadpool(_instances_response, target, parts, request, principal)
-    await commit_request_access(
-        request,
-        principal,
-        "dicom.retrieve",
-        study_instance_uid=target.study,
-        series_instance_uid=target.series,
-        sop_instance_uid=target.instance,
-        result_count=len(parts),
-    )
+    await _commit(principal, request, "dicom.retrieve", target, len(parts))
     log.info("wado.instances", count=len(parts), transcoded=0)
     return Response(body, media_type=_instances_media_type(boundary))
 
@@ -334,33 +353,15 @@ async def _metadata(
     ``LOOP_MAX_METADATA`` instances, answers itself (see ``loop_database``).
     """
     _check_json_accept(parse_accept(request))
-    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
-    if loop_database is not None:
-        try:
-            with loop_database.bounded():
-                located = retrieve.find_instances(
-                    engine=loop_database.engine, archive=archive, target=target, with_metadata=True
-                )
-        except LoopTooLong:
-            pass
-        else:
-            if len(located) > LOOP_MAX_METADATA:
-                return await run_in_threadpool(
-                    _metadata_response, target, located, request, principal
-                )
-            await commit_request_access(
-                request,
-                principal,
-                "dicom.retrieve.metadata",
-                study_instance_uid=target.study,
-                series_instance_uid=target.series,
-                sop_instance_uid=target.instance,
-                result_count=len(located),
-            )
-            return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
-    return await run_in_threadpool(
-        _metadata_in_thread, target, request, principal, factory, archive
-    )
+    located = _find_on_loop(request, archive, target, with_metadata=True)
+    if located is None:
+        return await run_in_threadpool(
+            _metadata_in_thread, target, request, principal, factory, archive
+        )
+    if len(located) > LOOP_MAX_METADATA:
+        return await run_in_threadpool(_metadata_response, target, located, request, principal)
+    await _commit(principal, request, "dicom.retrieve.metadata", target, len(located))
+    return JSONResponse(retrieve.metadata(located), media_type=DICOM_JSON)
 
 
 def _metadata_in_thread(
