@@ -8,7 +8,9 @@ of its own (waiting for a pooled one that request threads hold would stall every
 - reads, with a time budget: a statement still running when the budget is spent is
   interrupted (``LoopTooLong``) and the caller runs the work again in a worker thread;
 - the one-row commits of reads' access-log rows, when the write turn is free at once; when
-  another writer holds it, the caller commits in a worker thread, which waits its turn.
+  another writer holds it, the caller commits in a worker thread, which waits its turn;
+- the store of a received instance (``store_transaction``), when the write turn is free at
+  once, on a connection whose commits wait for the disk as every store's do.
 
 Its connection never waits for a lock (``busy_timeout=0``) and does not checkpoint when it
 commits (a checkpoint flushes the disk): every ``CHECKPOINT_EVERY`` commits it asks a
@@ -22,7 +24,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from sqlalchemy import Insert, event
@@ -32,17 +34,27 @@ from sqlalchemy.pool import SingletonThreadPool
 
 from service.db import create_db_engine, sqlite_writer_if_free
 from service.log_config import get_logger
-from service.sqlite_compiled import compiled_insert, driver_connection
+from service.sqlite_compiled import (
+    DriverTransaction,
+    compiled_insert,
+    driver_connection,
+    driver_transaction,
+)
 
 log = get_logger(__name__)
 
 LOOP_BUDGET_S = 0.005  # the longest the loop spends in one statement before handing it over
-CHECKPOINT_EVERY = 200  # loop commits between passive checkpoints
+CHECKPOINT_EVERY = 200  # loop commits between passive checkpoints (one-row commits)
+_STORE_COMMIT_WEIGHT = 5  # a store writes about five times the pages of an access-log row
 _PROGRESS_STEPS = 1000  # SQLite virtual-machine steps between looks at the clock
 _SQLITE_BUSY, _SQLITE_INTERRUPT = 5, 9
 
 
-class LoopTooLong(Exception):
+class ThreadNeeded(Exception):
+    """Work the loop began would wait or run long; nothing was written: run it in a thread."""
+
+
+class LoopTooLong(ThreadNeeded):
     """A statement ran past the loop's budget and was interrupted: run it in a thread."""
 
 
@@ -55,6 +67,9 @@ class LoopDatabase:
             database_url, durable_commits=False, poolclass=SingletonThreadPool
         )
         event.listen(self.engine, "connect", _never_wait)
+        # Stores commit as every store does, waiting for the disk (synchronous=FULL).
+        self.store_engine = create_db_engine(database_url, poolclass=SingletonThreadPool)
+        event.listen(self.store_engine, "connect", _never_wait)
         self._commits_allowed = commits
         self._commits = 0
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="loop-checkpoint")
@@ -94,14 +109,35 @@ class LoopDatabase:
                 if _sqlite_code(exc) == _SQLITE_BUSY:  # a writer outside Vigil's turns
                     return False
                 raise
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            self._request_checkpoint()
+        self._committed()
         return True
+
+    @contextmanager
+    def store_transaction(self) -> Iterator[DriverTransaction]:
+        """Yield a write transaction that commits durably, if the write turn is free now;
+        raise ThreadNeeded (nothing written) when another writer holds it."""
+        with sqlite_writer_if_free(self.store_engine) as free, ExitStack() as stack:
+            if not free:
+                raise ThreadNeeded("another writer holds the write turn")
+            try:
+                transaction = stack.enter_context(driver_transaction(self.store_engine))
+            except DBAPIError as exc:
+                if _sqlite_code(exc) == _SQLITE_BUSY:  # a writer outside Vigil's turns
+                    raise ThreadNeeded("another writer holds the database") from exc
+                raise
+            yield transaction
+        self._committed(_STORE_COMMIT_WEIGHT)
 
     def close(self) -> None:
         self._checkpointer.shutdown(wait=True)
         self.engine.dispose()
+        self.store_engine.dispose()
+
+    def _committed(self, weight: int = 1) -> None:
+        self._commits += weight
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self._request_checkpoint()
 
     def _request_checkpoint(self) -> None:
         if self._checkpoint is None or self._checkpoint.done():

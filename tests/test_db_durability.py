@@ -110,11 +110,17 @@ def _log_inserts(settings: Settings, durable_read_log: bool) -> tuple[list[str],
         with session_scope(runtime.session_factory) as session:
             _token, secret = auth_service.create_token(session=session, role=Role.INTEGRATION)
         count_on(runtime.engine, "main")
+        loop_database = client.app.state.loop_database  # type: ignore[attr-defined]
+        if loop_database is not None:
+            # SQLite: the event loop may commit a store on its own store connection, which
+            # waits for the disk as the main engine does.
+            count_on(loop_database.store_engine, "main")
+            with loop_database.store_engine.connect() as connection:
+                assert _flush_setting(connection) == "full"
         if separate:
             # A read's row is committed on the event loop's own connection, or (when the
             # write turn is taken) on the read log's engine: both without waiting for the disk.
-            loop_engine = client.app.state.loop_database.engine  # type: ignore[attr-defined]
-            for engine in (runtime.read_log_engine, loop_engine):
+            for engine in (runtime.read_log_engine, loop_database.engine):
                 count_on(engine, "read_log")
                 with engine.connect() as connection:
                     assert _flush_setting(connection) == "normal"

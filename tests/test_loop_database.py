@@ -37,6 +37,12 @@ SLOW += "SELECT count(*) FROM n"
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """No analyses on arrival: their writes would take the write turn at random moments."""
+    return settings.model_copy(update={"auto_analyse": False})
+
+
+@pytest.fixture
 def loop_db(settings: Settings) -> Iterator[LoopDatabase]:
     database = open_loop_database(settings.database_url, durable_read_log=False)
     assert database is not None

@@ -33,14 +33,18 @@ class AnalysisServices:
     helper: HelperProcess = field(default_factory=shared_helper)
     resume_turn: ResumeTurn | None = None  # held by the one process that resumes analyses
 
+    def queues_on_arrival(self, outcomes: Sequence[StoreOutcome]) -> bool:
+        """Whether ``on_instances_stored`` has work for these outcomes (a database write)."""
+        return self.runtime.settings.auto_analyse and any(
+            o.status is StoreStatus.STORED for o in outcomes
+        )
+
     def on_instances_stored(self, outcomes: Sequence[StoreOutcome]) -> None:
         """Queue analyses for newly stored images that match the arrival rules."""
+        if not self.queues_on_arrival(outcomes):
+            return
         settings = self.runtime.settings
-        if not settings.auto_analyse:
-            return
         stored = [o.sop_instance_uid for o in outcomes if o.status is StoreStatus.STORED]
-        if not stored:
-            return
         try:
             model = self.models.get(settings.default_model)
         except Exception as exc:  # noqa: BLE001 - storing must succeed even without a model

@@ -22,6 +22,7 @@ from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, NotAcceptable
 from service.log_config import get_logger
 from service.loop_database import LoopDatabase, LoopTooLong
+from service.request_urls import request_base_url
 from service.settings import Settings
 
 log = get_logger(__name__)
@@ -118,9 +119,7 @@ async def _search(
         default_limit=settings.qido_default_limit,
         max_limit=settings.qido_max_limit,
     )
-    search = _Search(
-        spec, settings.base_url or str(request.base_url).rstrip("/"), study_uid, series_uid
-    )
+    search = _Search(spec, request_base_url(request, settings), study_uid, series_uid)
     loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
     if loop_database is not None and spec.limit <= LOOP_MAX_RESULTS:
         try:

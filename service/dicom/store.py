@@ -5,6 +5,10 @@ objects that belong together (the outputs of one analysis) can be stored in one 
 all or none. A file is renamed into place before the commit: a crash in between leaves a stray
 file that no row points to (harmless, overwritten by the next store), never a row without its
 file.
+
+On SQLite the event loop may store an instance itself (``loop_database``): one quick to check
+(its pixels need no decoding), whose write turn is free at once. Anything else raises
+``ThreadNeeded`` before a byte is written, and the caller stores it in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,11 +34,18 @@ from service.dicom.parse import (
     ParsedInstance,
     parse_instance,
     pixel_fingerprint,
+    read_dataset,
 )
+from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from service.log_config import get_logger
+from service.loop_database import LoopDatabase, ThreadNeeded
 from service.orm.base import utcnow
 
 log = get_logger(__name__)
+
+# The largest instance the event loop stores itself: its fsync and its checks stay short.
+LOOP_MAX_STORE_BYTES = 4 << 20
+_HEAD_BYTES = 1024  # where a file names its transfer syntax (the file meta group)
 
 
 class StoreStatus(StrEnum):
@@ -69,14 +81,20 @@ def store_received(
     require_image: bool = True,
     expected_study_uid: str | None = None,
     audit: Audit | None = None,
+    loop_database: LoopDatabase | None = None,
 ) -> StoreOutcome:
     """Store an incoming file and return what happened; the incoming file is consumed.
 
     ``audit`` runs inside the storing transaction for instances stored or already stored,
     so the access-log row commits with the instance or not at all.
+
+    ``loop_database``: store on the event loop, on its connection; raise ThreadNeeded, the
+    incoming file kept and nothing written, for an instance the loop should not store.
     """
+    handed_over = False
     try:
-        parsed = parse_instance(received.path, require_image=require_image)
+        dataset = None if loop_database is None else _quick_dataset(received)
+        parsed = parse_instance(received.path, require_image=require_image, dataset=dataset)
         if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
             raise InstanceRejected(
                 f"StudyInstanceUID {parsed.study.study_instance_uid} does not match the "
@@ -85,8 +103,13 @@ def store_received(
                 sop_class_uid=parsed.instance.sop_class_uid,
                 sop_instance_uid=parsed.instance.sop_instance_uid,
             )
-        [outcome] = _index_and_file(session_factory, archive, [(received, parsed)], audit)
+        [outcome] = _index_and_file(
+            session_factory, archive, [(received, parsed)], audit, loop_database
+        )
         return outcome
+    except ThreadNeeded:
+        handed_over = True
+        raise
     except InstanceRejected as rejected:
         log.info("ingest.rejected", failure=rejected.code.name)
         return StoreOutcome(
@@ -97,7 +120,25 @@ def store_received(
             failure=rejected.code,
         )
     finally:
-        received.path.unlink(missing_ok=True)
+        if not handed_over:
+            received.path.unlink(missing_ok=True)
+
+
+def _quick_dataset(received: ReceivedFile) -> Dataset:
+    """Read an incoming file's data set for a store on the event loop; raise ThreadNeeded for
+    one slow to check: large, deflated (inflated whole to be read) or with encapsulated
+    pixel data (decoded to be checked)."""
+    if received.size > LOOP_MAX_STORE_BYTES:
+        raise ThreadNeeded("a large instance")
+    with received.path.open("rb") as f:
+        if DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.encode() in f.read(_HEAD_BYTES):
+            raise ThreadNeeded("a deflated data set")
+    dataset = read_dataset(received.path)
+    meta = getattr(dataset, "file_meta", None)
+    transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if transfer_syntax is not None and UID(str(transfer_syntax)).is_encapsulated:
+        raise ThreadNeeded("encapsulated pixel data")
+    return dataset
 
 
 def store_received_together(
@@ -170,15 +211,22 @@ def _index_and_file(
     archive: Archive,
     items: Sequence[tuple[ReceivedFile, ParsedInstance]],
     audit: Audit | None,
+    loop_database: LoopDatabase | None = None,
 ) -> list[StoreOutcome]:
     """Index and file received instances in one transaction; raise InstanceRejected (and
-    leave nothing of them behind) when one cannot be stored."""
+    leave nothing of them behind) when one cannot be stored, ThreadNeeded (nothing written)
+    when the loop's write turn is not free or the check would be long."""
     progress = _Progress(items[0][1].instance)
     try:
         for received, _parsed in items:
             archive.sync(received)  # the slow part of durability, before any lock is taken
         engine = session_factory.kw.get("bind")
-        if len(items) == 1 and isinstance(engine, Engine) and engine.dialect.name == "sqlite":
+        if loop_database is not None:
+            with loop_database.store_transaction() as transaction:
+                outcomes = _index_each(
+                    repository.DriverIndex(transaction), archive, items, audit, progress, True
+                )
+        elif len(items) == 1 and isinstance(engine, Engine) and engine.dialect.name == "sqlite":
             # The common case, one instance: its few statements run on the driver, which
             # costs a fraction of a session's overhead.
             with sqlite_driver_transaction(engine) as transaction:
@@ -234,6 +282,7 @@ def _index_each(
     items: Sequence[tuple[ReceivedFile, ParsedInstance]],
     audit: Audit | None,
     progress: _Progress,
+    on_loop: bool = False,
 ) -> list[StoreOutcome]:
     """Index and file each instance in the index's transaction; return their outcomes."""
     outcomes: list[StoreOutcome] = []
@@ -247,6 +296,8 @@ def _index_each(
         )
         existing = index.stored_copy(current.sop_instance_uid)
         if existing is not None:
+            if on_loop and existing.sha256 != received.sha256:
+                raise ThreadNeeded("comparing the pixels of two copies decodes both")
             _check_same_instance(archive, received, parsed, existing)
             status = StoreStatus.ALREADY_STORED
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,7 +22,12 @@ from service.dicom.store import Audit, StoreOutcome, StoreStatus, store_received
 from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.loop_database import LOOP_BUDGET_S, LoopDatabase, ThreadNeeded
+from service.request_urls import request_base_url
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.analysis.runtime import AnalysisServices
 
 router = APIRouter(tags=["DICOMweb STOW-RS"])
 DICOM_JSON = "application/dicom+json"
@@ -62,28 +68,45 @@ async def _store(
     study_instance_uid: str | None,
 ) -> JSONResponse:
     parts = await _receive_parts(request, settings, archive)
-    analysis = getattr(request.app.state, "analysis", None)
+    store = _PartStore(settings, archive, session_factory, study_instance_uid, principal, request)
+    outcomes = _store_on_loop(parts, store, getattr(request.app.state, "loop_database", None))
+    rest = parts[len(outcomes) :]
+    analysis: AnalysisServices | None = getattr(request.app.state, "analysis", None)
+    if rest or (analysis is not None and analysis.queues_on_arrival(outcomes)):
 
-    def store_and_queue_analyses() -> list[StoreOutcome]:
-        # One trip to a worker thread for both: each trip costs more than a short store.
-        outcomes = _store_parts(
-            parts,
-            settings,
-            archive,
-            session_factory,
-            study_instance_uid,
-            _access_recorder(principal, request),
-        )
-        if analysis is not None:
-            analysis.on_instances_stored(outcomes)
-        return outcomes
+        def store_rest_and_queue_analyses() -> list[StoreOutcome]:
+            # One trip to a worker thread for both: each trip costs more than a short store.
+            done = outcomes + [store(part) for part in rest]
+            if analysis is not None:
+                analysis.on_instances_stored(done)
+            return done
 
-    outcomes = await run_in_threadpool(store_and_queue_analyses)
-    base_url = settings.base_url or str(request.base_url).rstrip("/")
-    status, body = stow_response(outcomes, base_url)
-    if any(not o.ok for o in outcomes):
-        await run_in_threadpool(_log_refusals, session_factory, principal, outcomes, request)
+        outcomes = await run_in_threadpool(store_rest_and_queue_analyses)
+    status, body = stow_response(outcomes, request_base_url(request, settings))
+    refused = [o for o in outcomes if not o.ok and o.sop_instance_uid]
+    if refused:  # attempts on patient data: logged as the stores are
+        await run_in_threadpool(_log_refusals, session_factory, principal, refused, request)
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+
+
+def _store_on_loop(
+    parts: list[ReceivedPart], store: _PartStore, loop_database: LoopDatabase | None
+) -> list[StoreOutcome]:
+    """Store the leading parts on the event loop (SQLite: see ``loop_database``) while each
+    is quick and the write turn free, within the loop's budget; return their outcomes (the
+    rest go to a worker thread)."""
+    outcomes: list[StoreOutcome] = []
+    if loop_database is None:
+        return outcomes
+    deadline = time.perf_counter() + LOOP_BUDGET_S
+    for part in parts:
+        try:
+            outcomes.append(store(part, loop_database))
+        except ThreadNeeded:
+            break
+        if time.perf_counter() > deadline:
+            break
+    return outcomes
 
 
 async def _receive_parts(
@@ -173,16 +196,29 @@ class _SinglePartReader:
             self._part.file.path.unlink(missing_ok=True)
 
 
-def _store_parts(
-    parts: list[ReceivedPart],
-    settings: Settings,
-    archive: Archive,
-    session_factory: sessionmaker[Session],
-    study_instance_uid: str | None,
-    audit: Audit,
-) -> list[StoreOutcome]:
-    outcomes: list[StoreOutcome] = []
-    for part in parts:
+class _PartStore:
+    """Store one received part of a request: its outcome; the part's file is consumed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        archive: Archive,
+        session_factory: sessionmaker[Session],
+        study_instance_uid: str | None,
+        principal: Principal,
+        request: Request,
+    ) -> None:
+        self._settings = settings
+        self._archive = archive
+        self._session_factory = session_factory
+        self._study_instance_uid = study_instance_uid
+        self._audit = _access_recorder(principal, request)
+
+    def __call__(
+        self, part: ReceivedPart, loop_database: LoopDatabase | None = None
+    ) -> StoreOutcome:
+        """``loop_database``: store on the event loop (see ``store_received``); ThreadNeeded
+        when the part must be stored in a worker thread instead, its file kept."""
         if part.file is None:
             reason = part.error.message if part.error else "part could not be read"
             code = (
@@ -190,28 +226,23 @@ def _store_parts(
                 if isinstance(part.error, PayloadTooLarge)
                 else FailureReason.CANNOT_UNDERSTAND
             )
-            outcomes.append(StoreOutcome(StoreStatus.FAILED, reason=reason, failure=code))
-        elif part.content_type != "application/dicom":
+            return StoreOutcome(StoreStatus.FAILED, reason=reason, failure=code)
+        if part.content_type != "application/dicom":
             part.file.path.unlink(missing_ok=True)
-            outcomes.append(
-                StoreOutcome(
-                    StoreStatus.FAILED,
-                    reason=f'part content type "{part.content_type}" is not application/dicom',
-                    failure=FailureReason.CANNOT_UNDERSTAND,
-                )
+            return StoreOutcome(
+                StoreStatus.FAILED,
+                reason=f'part content type "{part.content_type}" is not application/dicom',
+                failure=FailureReason.CANNOT_UNDERSTAND,
             )
-        else:
-            outcomes.append(
-                store_received(
-                    session_factory=session_factory,
-                    archive=archive,
-                    received=part.file,
-                    require_image=not settings.accept_non_image,
-                    expected_study_uid=study_instance_uid,
-                    audit=audit,
-                )
-            )
-    return outcomes
+        return store_received(
+            session_factory=self._session_factory,
+            archive=self._archive,
+            received=part.file,
+            require_image=not self._settings.accept_non_image,
+            expected_study_uid=self._study_instance_uid,
+            audit=self._audit,
+            loop_database=loop_database,
+        )
 
 
 def _access_recorder(principal: Principal, request: Request) -> Audit:
@@ -234,13 +265,10 @@ def _access_recorder(principal: Principal, request: Request) -> Audit:
 def _log_refusals(
     session_factory: sessionmaker[Session],
     principal: Principal,
-    outcomes: list[StoreOutcome],
+    refused: list[StoreOutcome],
     request: Request,
 ) -> None:
-    """Log refused instances that named a SOP instance (attempts on patient data)."""
-    refused = [o for o in outcomes if not o.ok and o.sop_instance_uid]
-    if not refused:
-        return
+    """Log refused instances (each naming its SOP instance)."""
     with session_scope(session_factory) as session:
         for outcome in refused:
             record_request_access(
