@@ -13,6 +13,13 @@ from service.log_config import get_logger
 
 log = get_logger("service.request")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_in_flight = [0]  # HTTP requests this process is answering now, this one included
+
+
+def requests_in_flight() -> int:
+    """Return how many HTTP requests this process is answering now (a hint for where to do
+    work: with none other waiting, handing work to a thread only adds the trip's cost)."""
+    return _in_flight[0]
 
 
 class RequestContextMiddleware:
@@ -42,9 +49,11 @@ class RequestContextMiddleware:
                 )
             await send(message)
 
+        _in_flight[0] += 1
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            _in_flight[0] -= 1
             route = scope.get("route")
             log.info(
                 "request.completed",

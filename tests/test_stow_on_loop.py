@@ -19,8 +19,10 @@ from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
 from service.db import sqlite_driver_transaction
+from service.dicom import archive as archive_module
 from service.dicom import store, stow_endpoints
 from service.dicom.stow_response import FAILURE_DETAIL
+from service.middleware import requests_in_flight
 from service.orm import AccessLogEntry, Instance
 from service.request_urls import request_base_url
 from service.runtime import Runtime
@@ -240,6 +242,47 @@ def test_a_part_that_is_not_dicom_is_refused_on_the_loop_leaving_nothing(
     assert count(runtime, Instance) == 1
     assert incoming_files(settings) == []
     assert hops == ([IN_THREAD] if POSTGRES_URL else [])  # no SOP instance named: no refusal log
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_with_other_requests_in_flight_a_worker_thread_finishes_the_body(
+    hops: list[str],
+    client: TestClient,
+    integration_token: str,
+    runtime: Runtime,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    others: int,
+) -> None:
+    seen: list[int] = []
+
+    def in_flight() -> int:
+        seen.append(requests_in_flight())  # this request, counted by the middleware
+        return seen[-1] + others
+
+    monkeypatch.setattr(stow_endpoints, "requests_in_flight", in_flight)
+    synced: list[Path] = []
+    real_fsync = archive_module._fsync_path
+
+    def fsync(path: Path) -> None:
+        synced.append(path)
+        real_fsync(path)
+
+    monkeypatch.setattr(archive_module, "_fsync_path", fsync)
+    payload = to_bytes(make_cr(rows=256, columns=256))  # over the size a thread finishes
+    assert len(payload) >= stow_endpoints._THREAD_FINISH_BYTES
+    response = stow(client, integration_token, [payload])
+    assert response.status_code == 200, response.text
+    assert seen == [1]
+    expected = ["_finish"] if others else []
+    assert hops == ([*expected, IN_THREAD] if POSTGRES_URL else expected)
+    assert [p.suffix for p in synced].count(".part") == 1  # the file's fsync, once
+    assert count(runtime, Instance) == 1
+    assert incoming_files(settings) == []
+    got = client.get(
+        instance_url(payload), headers=bearer(integration_token) | {"Accept": DICOM_ACCEPT}
+    )
+    assert payload in got.content
 
 
 def test_stored_instances_that_match_the_arrival_rules_are_queued_from_a_thread(

@@ -6,6 +6,7 @@ and its folder fsynced: a crash leaves either no file or a whole one, never half
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -28,6 +29,7 @@ class ReceivedFile:
     path: Path
     size: int
     sha256: str
+    synced: bool = False  # its bytes are on disk already (``Archive.synced``)
 
 
 class IncomingWriter:
@@ -128,8 +130,14 @@ class Archive:
 
     def sync(self, received: ReceivedFile) -> None:
         """Flush an incoming file's bytes to disk (before it is placed and indexed)."""
-        if self.fsync:
+        if self.fsync and not received.synced:
             _fsync_path(received.path)
+
+    def synced(self, received: ReceivedFile) -> ReceivedFile:
+        """Flush an incoming file's bytes to disk now; return it marked so (``sync`` then has
+        nothing to do): for a worker thread to wait for the disk instead of the event loop."""
+        self.sync(received)
+        return dataclasses.replace(received, synced=True)
 
     def place(self, received: ReceivedFile, relative: str) -> Path:
         """Move a synced incoming file to its place atomically and fsync the folder(s)."""

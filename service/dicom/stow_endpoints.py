@@ -23,6 +23,7 @@ from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from service.loop_database import LOOP_BUDGET_S, LoopDatabase, ThreadNeeded
+from service.middleware import requests_in_flight
 from service.request_urls import request_base_url
 from service.settings import Settings
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["DICOMweb STOW-RS"])
 DICOM_JSON = "application/dicom+json"
 _FEED_BATCH_BYTES = 1 << 20
+_THREAD_FINISH_BYTES = 64 << 10  # a body from this size on is finished in a worker thread
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
@@ -150,8 +152,12 @@ async def _receive_parts(
                 # Hashing and writing a large body would stall every other request.
                 await run_in_threadpool(_feed, reader, batch)
                 batch, batched = [], 0
-        _feed(reader, batch)  # under one batch: cheaper here than a thread hop
-        parts = reader.finish()
+        if received >= _THREAD_FINISH_BYTES and requests_in_flight() > 1:
+            # Others wait for the loop: hashing and writing the rest, and waiting for the
+            # disk, are done in a worker thread (much of it without the GIL) meanwhile.
+            parts = await run_in_threadpool(_finish, reader, batch, archive, True)
+        else:
+            parts = _finish(reader, batch, archive, sync=False)  # cheaper than a thread hop
     except BaseException:
         reader.discard()
         raise
@@ -169,6 +175,19 @@ class _BodyReader(Protocol):
 def _feed(reader: _BodyReader, chunks: list[bytes]) -> None:
     for chunk in chunks:
         reader.feed(chunk)
+
+
+def _finish(
+    reader: _BodyReader, chunks: list[bytes], archive: Archive, sync: bool
+) -> list[ReceivedPart]:
+    """Feed the last chunks and return the parts; ``sync``: with their files on disk."""
+    _feed(reader, chunks)
+    parts = reader.finish()
+    if sync:
+        for part in parts:
+            if part.file is not None:
+                part.file = archive.synced(part.file)
+    return parts
 
 
 class _SinglePartReader:
