@@ -285,6 +285,24 @@ def test_with_other_requests_in_flight_a_worker_thread_finishes_the_body(
     assert payload in got.content
 
 
+def test_a_body_too_large_for_the_loop_goes_to_one_worker_thread_with_others_in_flight(
+    hops: list[str],
+    client: TestClient,
+    integration_token: str,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stow_endpoints, "requests_in_flight", lambda: 3)
+    payload = to_bytes(make_cr(rows=256, columns=256))
+    monkeypatch.setattr(stow_endpoints, "LOOP_MAX_STORE_BYTES", len(payload) // 2)
+    monkeypatch.setattr(store, "LOOP_MAX_STORE_BYTES", len(payload) // 2)
+    response = stow(client, integration_token, [payload])
+    assert response.status_code == 200, response.text
+    assert hops == [IN_THREAD]  # finished, synced and stored in the one trip
+    assert count(runtime, Instance) == 1
+    assert stores_logged(runtime) == 1
+
+
 def test_stored_instances_that_match_the_arrival_rules_are_queued_from_a_thread(
     client: TestClient, integration_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,13 @@ from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep
 from service.dicom.archive import Archive
 from service.dicom.failure import FailureReason
 from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
-from service.dicom.store import Audit, StoreOutcome, StoreStatus, store_received
+from service.dicom.store import (
+    LOOP_MAX_STORE_BYTES,
+    Audit,
+    StoreOutcome,
+    StoreStatus,
+    store_received,
+)
 from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -152,9 +158,11 @@ async def _receive_parts(
                 # Hashing and writing a large body would stall every other request.
                 await run_in_threadpool(_feed, reader, batch)
                 batch, batched = [], 0
-        if received >= _THREAD_FINISH_BYTES and requests_in_flight() > 1:
-            # Others wait for the loop: hashing and writing the rest, and waiting for the
-            # disk, are done in a worker thread (much of it without the GIL) meanwhile.
+        if _THREAD_FINISH_BYTES <= received <= LOOP_MAX_STORE_BYTES and requests_in_flight() > 1:
+            # Others wait for the loop, which is to store this body's instance itself:
+            # hashing and writing the rest, and waiting for the disk, are done in a worker
+            # thread (much of it without the GIL) meanwhile. A larger body is stored in a
+            # worker thread anyway, which does that too.
             parts = await run_in_threadpool(_finish, reader, batch, archive, True)
         else:
             parts = _finish(reader, batch, archive, sync=False)  # cheaper than a thread hop

@@ -113,7 +113,7 @@ def _me_check(response: httpx.Response) -> str | None:
 def run_block(side: Side, load: str, factory: InstanceFactory, args: argparse.Namespace) -> None:
     endpoint = side.endpoint
     if load.startswith("stow"):
-        run = stow(endpoint, factory.batch(args.per, 512), int(load.removeprefix("stow")))
+        run = stow(endpoint, factory.batch(args.per, args.side), int(load.removeprefix("stow")))
         if run.failures:
             raise RuntimeError(f"{side.label}: {run.failures[0]}")
         side.add(load, run.rate, run.server_cpu / run.instances * 1000)
@@ -178,6 +178,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--head", help="git revision to compare (default: the working tree)")
     parser.add_argument("--blocks", type=int, default=8, help="blocks per load (default 8)")
     parser.add_argument("--per", type=int, default=60, help="STOW instances per block")
+    parser.add_argument(
+        "--side", type=int, default=512, help="rows and columns of the STOW instances (512)"
+    )
     parser.add_argument("--calls", type=int, default=100, help="GETs per block")
     parser.add_argument(
         "--loads",
