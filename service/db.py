@@ -20,7 +20,6 @@ except ImportError:  # not on Windows: SQLite's busy handler does the waiting th
 from sqlalchemy import Connection, Engine, Executable, Insert, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.sqlite_compiled import (
@@ -80,19 +79,6 @@ def create_db_engine(
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine, ping_after_idle_s)
-    return engine
-
-
-def create_async_db_engine(
-    database_url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any
-) -> AsyncEngine:
-    """Return an asyncio engine on a database server for one-statement lookups: every
-    statement autocommits, and a pooled connection idle a while is checked before use."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        raise ValueError("asyncio lookups are for a database server; SQLite reads are local")
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
-    _ping_after_idle(engine.sync_engine, ping_after_idle_s)
     return engine
 
 

@@ -1,18 +1,26 @@
 """Pooled PostgreSQL connections: one the server dropped is replaced before a request uses it
-(the main pool and the token lookups' asyncio pool)."""
+(the main pool and the token lookups' asyncio connections)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 
+from service.auth import repository
+from service.auth import service as auth_service
+from service.auth.repository import TokenHolder
+from service.auth.roles import Role
+from service.auth.secrets import token_sha256
+from service.auth.server_token_query import ServerTokenQuery
 from service.auth.token_lookup import TokenLookup
-from service.db import PING_AFTER_IDLE_S, create_db_engine
+from service.db import create_db_engine, session_scope
 from service.errors import NotAuthenticated
+from service.runtime import Runtime
 from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs VIGIL_TEST_DATABASE_URL")
@@ -60,27 +68,52 @@ def test_a_connection_in_steady_use_is_not_pinged(monkeypatch: pytest.MonkeyPatc
         engine.dispose()
 
 
-def test_a_token_lookup_connection_dropped_while_idle_is_replaced() -> None:
-    async def scenario() -> tuple[int, int, str]:
+def test_a_token_lookup_connection_the_server_dropped_is_replaced() -> None:
+    async def scenario() -> tuple[list[int], list[int], str]:
         lookup = TokenLookup(POSTGRES_URL)
         server = lookup._server
         assert server is not None
         try:
-            async with server.connect() as conn:
-                before = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            with pytest.raises(NotAuthenticated):
+                await lookup.authenticate("vgl_no-such-token")  # opens a connection
+            before = server.backend_pids()
             admin = create_engine(POSTGRES_URL)
             with admin.connect() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before})
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": before[0]})
             admin.dispose()
-            await asyncio.sleep(PING_AFTER_IDLE_S + 0.2)
+            await asyncio.sleep(0.2)
             with pytest.raises(NotAuthenticated) as refused:  # answered: the lookup ran
                 await lookup.authenticate("vgl_no-such-token")
-            async with server.connect() as conn:
-                after = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
-            return before, after, refused.value.message
+            return before, server.backend_pids(), refused.value.message
         finally:
             await lookup.close()
 
     before, after, detail = asyncio.run(scenario())
+    assert len(before) == len(after) == 1
     assert after != before
     assert detail == "unknown API token"
+
+
+def test_the_server_token_lookup_reads_what_sqlalchemy_reads(runtime: Runtime) -> None:
+    with session_scope(runtime.session_factory) as session:
+        auth_service.create_user(session=session, username="lookup-check", role=Role.AUDITOR)
+        _token, secret = auth_service.create_token(
+            session=session,
+            role=Role.AUDITOR,
+            username="lookup-check",
+            expires_in=timedelta(days=3),
+        )
+    with runtime.engine.connect() as connection:
+        expected = repository.get_token_holder(connection, token_sha256(secret))
+    query = ServerTokenQuery(runtime.settings.database_url)
+
+    async def looked_up() -> tuple[TokenHolder | None, TokenHolder | None]:
+        try:
+            return await query.get(token_sha256(secret)), await query.get("0" * 64)
+        finally:
+            await query.close()
+
+    found, missing = asyncio.run(looked_up())
+    assert expected is not None and found == expected
+    assert isinstance(found.role, Role) and found.expires_at is not None
+    assert missing is None

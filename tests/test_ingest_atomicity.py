@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.engine import RootTransaction
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,8 +68,8 @@ def test_database_failure_at_commit_removes_the_placed_file(
     monkeypatch: pytest.MonkeyPatch,
     series: str,
 ) -> None:
-    """On SQLite the first instance of a series is stored in a session, the next ones on
-    the driver (see ``store._index_and_file``): the commit fails in either."""
+    """One instance is stored on SQLite's driver or on a PostgreSQL connection, several
+    together in a session (see ``store._index_and_file``): the commit fails in any."""
     earlier = make_cr()
     if series == "known":
         assert stow(client, integration_token, [to_bytes(earlier)]).status_code == 200
@@ -97,13 +98,21 @@ def test_database_failure_at_commit_removes_the_placed_file(
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
         real_run(connection, sql, error)
 
+    def connection_commit_failing_after_place(self: RootTransaction) -> None:
+        if fails_after_place():
+            raise OperationalError("COMMIT", {}, Exception("connection lost"))
+        real_root_commit(self)
+
+    real_root_commit = RootTransaction.commit
     monkeypatch.setattr(Archive, "place", place_and_remember)
     monkeypatch.setattr(Session, "commit", commit_failing_after_place)
     monkeypatch.setattr(sqlite_compiled, "_run", driver_commit_failing_after_place)
+    monkeypatch.setattr(RootTransaction, "commit", connection_commit_failing_after_place)
     instance = make_cr(study_uid=earlier.StudyInstanceUID, series_uid=earlier.SeriesInstanceUID)
     response = stow(client, integration_token, [to_bytes(instance)])
     monkeypatch.setattr(Session, "commit", real_commit)
     monkeypatch.setattr(sqlite_compiled, "_run", real_run)
+    monkeypatch.setattr(RootTransaction, "commit", real_root_commit)
     assert placed, "the instance never reached the filing step"
     assert failed, "no commit failed"
     assert response.status_code == 409
@@ -167,8 +176,18 @@ def test_failed_store_keeps_the_file_a_concurrent_store_of_the_instance_filed(
         with session_scope(factory) as session:
             yield session
 
+    real_root_commit = RootTransaction.commit
+
+    def connection_commit_failing_once(self: RootTransaction) -> None:
+        # On PostgreSQL one instance is stored on a connection: its commit fails there.
+        if not a_failed:
+            a_failed.append(True)
+            raise OperationalError("COMMIT", {}, Exception("connection lost"))
+        real_root_commit(self)
+
     monkeypatch.setattr(Session, "commit", commit_failing_once)
     monkeypatch.setattr(sqlite_compiled, "_run", driver_commit_failing_once)
+    monkeypatch.setattr(RootTransaction, "commit", connection_commit_failing_once)
     monkeypatch.setattr(store_module, "session_scope", scope_letting_b_in_after_a_failed)
     a = store_received(
         session_factory=runtime.session_factory,

@@ -1,6 +1,6 @@
-"""On SQLite one received instance is indexed on the driver, not in a session (see
-``store._index_and_file``): its rows, and the patient, study and series a new series
-creates, must be exactly what a session writes."""
+"""One received instance is indexed without a session (see ``store._index_and_file``): on
+SQLite's driver, on a PostgreSQL connection. Its rows, and the patient, study and series a
+new series creates, must be exactly what a session writes."""
 
 from __future__ import annotations
 
@@ -71,7 +71,6 @@ def _count_sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sqlite = runtime.engine.dialect.name == "sqlite"
     sessions = _count_sessions(monkeypatch)
     first = make_cr(seed=3, ViewPosition="PA")
     second = make_cr(
@@ -97,8 +96,8 @@ def test_an_instance_of_a_known_series_is_stored_as_a_session_stores_it(
         ),
     ]
     assert [o.status for o in stored] == [StoreStatus.STORED, StoreStatus.STORED]
-    # The second, one instance, needs no session on SQLite.
-    assert len(sessions) == (1 if sqlite else 2)
+    # The second, one instance, needs no session.
+    assert len(sessions) == 1
 
     in_session, on_driver = (
         _row(runtime, first.SOPInstanceUID),
@@ -173,7 +172,6 @@ def test_a_new_series_is_created_as_a_session_creates_it(
 ) -> None:
     """The first instance of a series, of a new study of a new patient: on SQLite all of it
     on the driver, each row what a session writes for the same attributes."""
-    sqlite = runtime.engine.dialect.name == "sqlite"
     sessions = _count_sessions(monkeypatch)
     attributes: dict[str, Any] = {
         "patient_name": "Roe^Ann",
@@ -199,7 +197,7 @@ def test_a_new_series_is_created_as_a_session_creates_it(
         received=received_file(runtime, to_bytes(on_driver)),
         audit=_record,
     ).ok
-    assert len(sessions) == (0 if sqlite else 1)
+    assert len(sessions) == 0
     outcomes = store_received_together(
         session_factory=runtime.session_factory,
         archive=runtime.archive,
@@ -207,7 +205,7 @@ def test_a_new_series_is_created_as_a_session_creates_it(
         audit=_record,
     )
     assert all(o.ok for o in outcomes)
-    assert len(sessions) == (1 if sqlite else 2)  # two at once: through a session
+    assert len(sessions) == 1  # two at once: through a session
 
     rows = []
     for ds in (on_driver, in_session[0]):

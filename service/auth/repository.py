@@ -34,7 +34,7 @@ class TokenHolder:
 
 # Columns only, and built once: every API request runs this lookup, and loading the token and
 # user as ORM objects cost four times as much.
-_TOKEN_HOLDER = (
+TOKEN_HOLDER = (
     select(
         ApiToken.id,
         ApiToken.role,
@@ -51,7 +51,7 @@ _TOKEN_HOLDER = (
 
 def get_token_holder(connection: Connection, sha256: str) -> TokenHolder | None:
     """Return a token and its user by the token's SHA-256, if such a token exists."""
-    row = connection.execute(_TOKEN_HOLDER, {"sha256": sha256}).one_or_none()
+    row = connection.execute(TOKEN_HOLDER, {"sha256": sha256}).one_or_none()
     return None if row is None else TokenHolder(*row)
 
 
@@ -65,7 +65,7 @@ class TokenHolderQuery:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._query = CompiledRowQuery(engine.dialect, _TOKEN_HOLDER)
+        self._query = CompiledRowQuery(engine.dialect, TOKEN_HOLDER)
         self._local = threading.local()
         self._held: list[PoolProxiedConnection] = []
         self._held_lock = threading.Lock()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Engine, Select, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, Insert, Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.db import Executes, lookup_connection
@@ -20,7 +20,7 @@ from service.dicom.parse import (
 )
 from service.orm import Instance, Patient, Series, Study
 from service.orm.base import utcnow
-from service.sqlite_compiled import DriverTransaction, compiled_query, driver_connection
+from service.sqlite_compiled import compiled_query, driver_connection
 
 
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
@@ -125,6 +125,31 @@ class SessionIndex:
         return get_or_create_series(self.session, parsed.series, study).id
 
 
+class _Rows(Protocol):
+    """Where an index's statements run: a ``DriverTransaction`` or ``ConnectionRows``."""
+
+    def execute(self, statement: Insert, params: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def one_or_none(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None: ...
+
+
+class ConnectionRows:
+    """A ``DriverTransaction``'s two calls on a SQLAlchemy connection (a database server's)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def execute(self, statement: Insert, params: Sequence[Mapping[str, Any]]) -> None:
+        self._connection.execute(statement, list(params))
+
+    def one_or_none(
+        self, statement: Select[*tuple[Any, ...]], params: Mapping[str, Any]
+    ) -> Sequence[Any] | None:
+        return self._connection.execute(statement, params).one_or_none()
+
+
 class DriverIndex:
     """The same statements, on SQLite's driver (see ``db.sqlite_driver_transaction``).
 
@@ -132,7 +157,7 @@ class DriverIndex:
     writer can create the rows it looks up meanwhile.
     """
 
-    def __init__(self, transaction: DriverTransaction) -> None:
+    def __init__(self, transaction: _Rows) -> None:
         self._transaction = transaction
         self.rows: Executes = transaction
 
@@ -192,6 +217,22 @@ class DriverIndex:
         }
         self._transaction.execute(_INSERT_SERIES, [values])
         return series_pk
+
+
+class ServerIndex(DriverIndex):
+    """The same statements on a PostgreSQL connection's transaction, with the keys a store
+    locks (``lock_keys``): a connection costs less per statement than a session does."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(ConnectionRows(connection))
+        self._connection = connection
+
+    def lock(self, keys: Iterable[str]) -> None:
+        for key in sorted(set(keys)):
+            self._connection.execute(_ADVISORY_LOCK, {"key": key})
+
+
+_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
 
 
 def _fields(attributes: PatientAttributes | StudyAttributes | SeriesAttributes) -> dict[str, Any]:

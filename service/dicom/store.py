@@ -233,6 +233,11 @@ def _index_and_file(
                 outcomes = _index_each(
                     repository.DriverIndex(transaction), archive, items, audit, progress
                 )
+        elif len(items) == 1 and isinstance(engine, Engine) and engine.dialect.name == "postgresql":
+            with engine.begin() as connection:  # on a connection: less than a session costs
+                outcomes = _index_each(
+                    repository.ServerIndex(connection), archive, items, audit, progress
+                )
         else:
             with session_scope(session_factory) as session:
                 index = repository.SessionIndex(session)
