@@ -75,9 +75,10 @@ async def _store(
     session_factory: sessionmaker[Session],
     study_instance_uid: str | None,
 ) -> JSONResponse:
-    parts = await _receive_parts(request, settings, archive)
+    loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
+    parts = await _receive_parts(request, settings, archive, loop_database is not None)
     store = _PartStore(settings, archive, session_factory, study_instance_uid, principal, request)
-    outcomes = _store_on_loop(parts, store, getattr(request.app.state, "loop_database", None))
+    outcomes = _store_on_loop(parts, store, loop_database)
     rest = parts[len(outcomes) :]
     analysis: AnalysisServices | None = getattr(request.app.state, "analysis", None)
     if rest or (analysis is not None and analysis.queues_on_arrival(outcomes)):
@@ -118,8 +119,10 @@ def _store_on_loop(
 
 
 async def _receive_parts(
-    request: Request, settings: Settings, archive: Archive
+    request: Request, settings: Settings, archive: Archive, loop_stores: bool
 ) -> list[ReceivedPart]:
+    """Receive the body's parts into incoming files; ``loop_stores``: the loop may store
+    them itself (SQLite), else a worker thread will (which also waits for their fsync)."""
     media_type, params = parse_content_type(request.headers.get("content-type"))
     reader: _BodyReader
     if media_type == "application/dicom":
@@ -158,11 +161,15 @@ async def _receive_parts(
                 # Hashing and writing a large body would stall every other request.
                 await run_in_threadpool(_feed, reader, batch)
                 batch, batched = [], 0
-        if _THREAD_FINISH_BYTES <= received <= LOOP_MAX_STORE_BYTES and requests_in_flight() > 1:
+        if (
+            loop_stores
+            and _THREAD_FINISH_BYTES <= received <= LOOP_MAX_STORE_BYTES
+            and requests_in_flight() > 1
+        ):
             # Others wait for the loop, which is to store this body's instance itself:
             # hashing and writing the rest, and waiting for the disk, are done in a worker
-            # thread (much of it without the GIL) meanwhile. A larger body is stored in a
-            # worker thread anyway, which does that too.
+            # thread (much of it without the GIL) meanwhile. A larger body, or any on a
+            # database server, is stored in a worker thread anyway, which does that too.
             parts = await run_in_threadpool(_finish, reader, batch, archive, True)
         else:
             parts = _finish(reader, batch, archive, sync=False)  # cheaper than a thread hop
