@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,6 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
@@ -24,13 +25,14 @@ from pydicom.uid import UID
 
 from service.dicom.dicom_json import DicomJson, converted_elements, elements_to_json
 from service.dicom.failure import FailureReason, InstanceRejected
+from service.dicom.plain_header import read_plain_header
 from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
 
 _DEFER_SIZE = 256 * 1024
 _PIXEL_DATA = 0x7FE00010
 _FLOAT_PIXEL_DATA = (0x7FE00008, 0x7FE00009)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_Elements = dict[int, DataElement]  # a dataset's elements, converted (converted_elements)
+_Values = Mapping[int, Any]  # tag -> an element's value (as converted_elements gives it)
 
 
 @dataclass(frozen=True)
@@ -99,70 +101,113 @@ def parse_instance(
     analysis outputs): its values are taken as they are instead of being read back, which for
     a structured report's thousands of nested elements is most of the cost.
     """
+    if dataset is None:
+        plain = parse_plain_file(path, require_image=require_image)
+        if plain is not None:
+            return plain
     ds = dataset if dataset is not None else read_dataset(path)
     elements = converted_elements(ds)
-    sop_class = _text(elements, "SOPClassUID", 64)
-    sop_instance = _text(elements, "SOPInstanceUID", 64)
-    _check_uids(elements, sop_class, sop_instance)
+    values = {tag: elem.value for tag, elem in elements.items()}
+    sop_class, sop_instance = _sop(values)
     transfer_syntax = _transfer_syntax(ds, sop_class, sop_instance)
-
     has_pixels = _PIXEL_DATA in ds or any(t in ds for t in _FLOAT_PIXEL_DATA)
-    if not has_pixels and require_image:
-        name = UID(sop_class).name if sop_class else "unknown"
-        truncated = "Image Storage" in name
-        raise InstanceRejected(
-            f"no Pixel Data: the file looks truncated before its pixels ({name})"
-            if truncated
-            else f"SOP class {sop_class} ({name}) is not an image; Vigil stores images only",
-            FailureReason.CANNOT_UNDERSTAND if truncated else FailureReason.SOP_CLASS_NOT_SUPPORTED,
-            sop_class_uid=sop_class,
-            sop_instance_uid=sop_instance,
-        )
+    _check_image(values, has_pixels, require_image, sop_class, sop_instance)
     if has_pixels:
-        _check_pixels(ds, elements, path, transfer_syntax, sop_class, sop_instance)
+        _check_pixels(ds, values, path, transfer_syntax, sop_class, sop_instance)
+    return _parsed(values, elements_to_json(elements), transfer_syntax)
 
+
+def parse_plain_file(path: Path, *, require_image: bool = True) -> ParsedInstance | None:
+    """Return what ``parse_instance`` returns for a plain file (see ``plain_header``) read
+    without pydicom, or raise InstanceRejected; None for any other file (read it with
+    ``parse_instance``)."""
+    header = read_plain_header(path)
+    if header is None:
+        return None
+    values = header.values
+    sop_class, sop_instance = _sop(values)
+    has_pixels = header.pixel_data_length is not None
+    _check_image(values, has_pixels, require_image, sop_class, sop_instance)
+    if header.pixel_data_length is not None:
+        problem = _native_pixels_problem(values, header.pixel_data_length)
+        if problem:
+            raise InstanceRejected(
+                problem,
+                FailureReason.CANNOT_UNDERSTAND,
+                sop_class_uid=sop_class,
+                sop_instance_uid=sop_instance,
+            )
+    return _parsed(values, header.dicom_json, header.transfer_syntax)
+
+
+def _sop(values: _Values) -> tuple[str, str]:
+    """Return the SOP class and instance UIDs, having checked the four UIDs an instance needs."""
+    sop_class = _text(values, "SOPClassUID", 64)
+    sop_instance = _text(values, "SOPInstanceUID", 64)
+    _check_uids(values, sop_class, sop_instance)
+    return sop_class, sop_instance
+
+
+def _check_image(
+    values: _Values, has_pixels: bool, require_image: bool, sop_class: str, sop_instance: str
+) -> None:
+    if has_pixels or not require_image:
+        return
+    name = UID(sop_class).name if sop_class else "unknown"
+    truncated = "Image Storage" in name
+    raise InstanceRejected(
+        f"no Pixel Data: the file looks truncated before its pixels ({name})"
+        if truncated
+        else f"SOP class {sop_class} ({name}) is not an image; Vigil stores images only",
+        FailureReason.CANNOT_UNDERSTAND if truncated else FailureReason.SOP_CLASS_NOT_SUPPORTED,
+        sop_class_uid=sop_class,
+        sop_instance_uid=sop_instance,
+    )
+
+
+def _parsed(values: _Values, dicom_json: DicomJson, transfer_syntax: str) -> ParsedInstance:
     return ParsedInstance(
         patient=PatientAttributes(
-            patient_id=_text(elements, "PatientID", 64),
-            issuer_of_patient_id=_text(elements, "IssuerOfPatientID", 64),
-            patient_name=_text(elements, "PatientName", 324),
-            patient_sex=_text(elements, "PatientSex", 16),
-            patient_birth_date=_text(elements, "PatientBirthDate", 8),
+            patient_id=_text(values, "PatientID", 64),
+            issuer_of_patient_id=_text(values, "IssuerOfPatientID", 64),
+            patient_name=_text(values, "PatientName", 324),
+            patient_sex=_text(values, "PatientSex", 16),
+            patient_birth_date=_text(values, "PatientBirthDate", 8),
         ),
         study=StudyAttributes(
-            study_instance_uid=_text(elements, "StudyInstanceUID", 64),
-            study_date=_text(elements, "StudyDate", 8),
-            study_time=_text(elements, "StudyTime", 16),
-            accession_number=_text(elements, "AccessionNumber", 64),
-            study_id=_text(elements, "StudyID", 16),
-            study_description=_text(elements, "StudyDescription", 64),
-            referring_physician_name=_text(elements, "ReferringPhysicianName", 324),
-            patient_age=_text(elements, "PatientAge", 4),
+            study_instance_uid=_text(values, "StudyInstanceUID", 64),
+            study_date=_text(values, "StudyDate", 8),
+            study_time=_text(values, "StudyTime", 16),
+            accession_number=_text(values, "AccessionNumber", 64),
+            study_id=_text(values, "StudyID", 16),
+            study_description=_text(values, "StudyDescription", 64),
+            referring_physician_name=_text(values, "ReferringPhysicianName", 324),
+            patient_age=_text(values, "PatientAge", 4),
         ),
         series=SeriesAttributes(
-            series_instance_uid=_text(elements, "SeriesInstanceUID", 64),
-            modality=_text(elements, "Modality", 16),
-            series_number=_integer(elements, "SeriesNumber"),
-            series_description=_text(elements, "SeriesDescription", 64),
-            body_part_examined=_text(elements, "BodyPartExamined", 16),
-            manufacturer=_text(elements, "Manufacturer", 64),
-            manufacturer_model_name=_text(elements, "ManufacturerModelName", 64),
-            institution_name=_text(elements, "InstitutionName", 64),
-            station_name=_text(elements, "StationName", 16),
+            series_instance_uid=_text(values, "SeriesInstanceUID", 64),
+            modality=_text(values, "Modality", 16),
+            series_number=_integer(values, "SeriesNumber"),
+            series_description=_text(values, "SeriesDescription", 64),
+            body_part_examined=_text(values, "BodyPartExamined", 16),
+            manufacturer=_text(values, "Manufacturer", 64),
+            manufacturer_model_name=_text(values, "ManufacturerModelName", 64),
+            institution_name=_text(values, "InstitutionName", 64),
+            station_name=_text(values, "StationName", 16),
         ),
         instance=InstanceAttributes(
-            sop_instance_uid=sop_instance,
-            sop_class_uid=sop_class,
-            instance_number=_integer(elements, "InstanceNumber"),
-            rows=_integer(elements, "Rows"),
-            columns=_integer(elements, "Columns"),
-            number_of_frames=_integer(elements, "NumberOfFrames") or 1,
-            bits_allocated=_integer(elements, "BitsAllocated"),
-            photometric_interpretation=_text(elements, "PhotometricInterpretation", 16),
-            view_position=_text(elements, "ViewPosition", 16),
+            sop_instance_uid=_text(values, "SOPInstanceUID", 64),
+            sop_class_uid=_text(values, "SOPClassUID", 64),
+            instance_number=_integer(values, "InstanceNumber"),
+            rows=_integer(values, "Rows"),
+            columns=_integer(values, "Columns"),
+            number_of_frames=_integer(values, "NumberOfFrames") or 1,
+            bits_allocated=_integer(values, "BitsAllocated"),
+            photometric_interpretation=_text(values, "PhotometricInterpretation", 16),
+            view_position=_text(values, "ViewPosition", 16),
             transfer_syntax_uid=transfer_syntax,
         ),
-        dicom_json=elements_to_json(elements),
+        dicom_json=dicom_json,
     )
 
 
@@ -180,7 +225,15 @@ def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset
         )
     try:
         ds = pydicom.dcmread(path, defer_size=defer_size, force=not has_preamble)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+    except (
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        struct.error,
+    ) as exc:
         raise InstanceRejected(
             f"the file cannot be parsed as DICOM (truncated or malformed): {_short(exc)}",
             FailureReason.CANNOT_UNDERSTAND,
@@ -200,7 +253,11 @@ def _ends_where_it_should(ds: Dataset, file_size: int) -> bool:
     if not tags:
         meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
         start = 132 if getattr(ds, "preamble", None) is not None else 0
-        return meta_length is None or start + 12 + int(meta_length) == file_size
+        if meta_length is None:
+            return True
+        if not isinstance(meta_length, int):
+            return False  # cut inside the group length itself
+        return start + 12 + meta_length == file_size
     raw = ds.get_item(tags[-1], keep_deferred=True)
     length, value_tell = getattr(raw, "length", None), getattr(raw, "value_tell", None)
     if length is None or value_tell is None or length == _UNDEFINED_LENGTH:
@@ -231,9 +288,9 @@ def pixel_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_uids(elements: _Elements, sop_class: str, sop_instance: str) -> None:
+def _check_uids(values: _Values, sop_class: str, sop_instance: str) -> None:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
-        value = _text(elements, keyword, 10_000)
+        value = _text(values, keyword, 10_000)
         if not value:
             raise InstanceRejected(
                 f"missing {keyword}",
@@ -265,7 +322,7 @@ def _transfer_syntax(ds: Dataset, sop_class: str, sop_instance: str) -> str:
 
 def _check_pixels(
     ds: Dataset,
-    elements: _Elements,
+    values: _Values,
     path: Path,
     transfer_syntax: str,
     sop_class: str,
@@ -289,28 +346,24 @@ def _check_pixels(
             f"no decoder installed for transfer syntax {transfer_syntax} ({uid.name})",
             FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
         )
-    for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
-        if _integer(elements, keyword) is None:
-            reject(f"missing {keyword}, needed to read the pixel data")
     raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     length = getattr(raw, "length", None)
     value_tell = getattr(raw, "value_tell", None)
     if not uid.is_encapsulated:
-        rows, columns = _integer(elements, "Rows") or 0, _integer(elements, "Columns") or 0
-        frames = _integer(elements, "NumberOfFrames") or 1
-        samples = _integer(elements, "SamplesPerPixel") or 1
-        bits = _integer(elements, "BitsAllocated") or 0
-        if _text(elements, "PhotometricInterpretation", 16) == "YBR_FULL_422":
-            samples = 2  # two chroma samples shared by each pair of pixels
-        expected = (rows * columns * frames * samples * bits + 7) // 8
-        if length is None:
-            length = len(ds.PixelData)
-        if length < expected:
-            reject(f"pixel data holds {length} bytes; the image needs {expected} (truncated?)")
-        if value_tell is not None and value_tell + length > os.path.getsize(path):
+        problem = _native_pixels_problem(values, length or len(ds.PixelData))
+        if problem:
+            reject(problem)
+        if (
+            value_tell is not None
+            and length is not None
+            and (value_tell + length > os.path.getsize(path))
+        ):
             reject("the file ends inside its pixel data (truncated)")
         return
-    frames = _integer(elements, "NumberOfFrames") or 1
+    problem = _missing_pixel_description(values)
+    if problem:
+        reject(problem)
+    frames = _integer(values, "NumberOfFrames") or 1
     try:
         for index in sorted({0, frames - 1}):
             pixel_array(ds, index=index)
@@ -318,14 +371,37 @@ def _check_pixels(
         reject(f"pixel data cannot be decoded ({uid.name}): {_short(exc)}")
 
 
-def _value(elements: _Elements, keyword: str) -> Any:
+def _missing_pixel_description(values: _Values) -> str:
+    for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
+        if _integer(values, keyword) is None:
+            return f"missing {keyword}, needed to read the pixel data"
+    return ""
+
+
+def _native_pixels_problem(values: _Values, length: int) -> str:
+    """Return why native pixel data of ``length`` bytes cannot be read, or ""."""
+    missing = _missing_pixel_description(values)
+    if missing:
+        return missing
+    rows, columns = _integer(values, "Rows") or 0, _integer(values, "Columns") or 0
+    frames = _integer(values, "NumberOfFrames") or 1
+    samples = _integer(values, "SamplesPerPixel") or 1
+    bits = _integer(values, "BitsAllocated") or 0
+    if _text(values, "PhotometricInterpretation", 16) == "YBR_FULL_422":
+        samples = 2  # two chroma samples shared by each pair of pixels
+    expected = (rows * columns * frames * samples * bits + 7) // 8
+    if length < expected:
+        return f"pixel data holds {length} bytes; the image needs {expected} (truncated?)"
+    return ""
+
+
+def _value(values: _Values, keyword: str) -> Any:
     tag = tag_for_keyword(keyword)
-    elem = elements.get(tag) if tag is not None else None
-    return None if elem is None else elem.value
+    return None if tag is None else values.get(tag)
 
 
-def _text(elements: _Elements, keyword: str, max_length: int) -> str:
-    value: Any = _value(elements, keyword)
+def _text(values: _Values, keyword: str, max_length: int) -> str:
+    value: Any = _value(values, keyword)
     if value is None:
         return ""
     try:
@@ -338,8 +414,8 @@ def _text(elements: _Elements, keyword: str, max_length: int) -> str:
     return text.strip().replace("\x00", "")[:max_length]
 
 
-def _integer(elements: _Elements, keyword: str) -> int | None:
-    value = _value(elements, keyword)
+def _integer(values: _Values, keyword: str) -> int | None:
+    value = _value(values, keyword)
     try:
         return None if value is None or value == "" else int(value)
     except (TypeError, ValueError):

@@ -33,6 +33,7 @@ from service.dicom.parse import (
     InstanceAttributes,
     ParsedInstance,
     parse_instance,
+    parse_plain_file,
     pixel_fingerprint,
     read_dataset,
 )
@@ -93,8 +94,11 @@ def store_received(
     """
     handed_over = False
     try:
-        dataset = None if loop_database is None else _quick_dataset(received)
-        parsed = parse_instance(received.path, require_image=require_image, dataset=dataset)
+        parsed = (
+            parse_instance(received.path, require_image=require_image)
+            if loop_database is None
+            else _quick_parse(received, require_image)
+        )
         if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
             raise InstanceRejected(
                 f"StudyInstanceUID {parsed.study.study_instance_uid} does not match the "
@@ -124,12 +128,21 @@ def store_received(
             received.path.unlink(missing_ok=True)
 
 
-def _quick_dataset(received: ReceivedFile) -> Dataset:
-    """Read an incoming file's data set for a store on the event loop; raise ThreadNeeded for
-    one slow to check: large, deflated (inflated whole to be read) or with encapsulated
-    pixel data (decoded to be checked)."""
+def _quick_parse(received: ReceivedFile, require_image: bool) -> ParsedInstance:
+    """Parse an incoming file for a store on the event loop; raise ThreadNeeded for one slow
+    to check: large, deflated (inflated whole to be read) or with encapsulated pixel data
+    (decoded to be checked)."""
     if received.size > LOOP_MAX_STORE_BYTES:
         raise ThreadNeeded("a large instance")
+    plain = parse_plain_file(received.path, require_image=require_image)
+    if plain is not None:
+        return plain
+    dataset = _quick_dataset(received)
+    return parse_instance(received.path, require_image=require_image, dataset=dataset)
+
+
+def _quick_dataset(received: ReceivedFile) -> Dataset:
+    """Read a file's data set with pydicom, for a store on the event loop (``_quick_parse``)."""
     with received.path.open("rb") as f:
         if DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.encode() in f.read(_HEAD_BYTES):
             raise ThreadNeeded("a deflated data set")
