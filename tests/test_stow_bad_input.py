@@ -59,6 +59,16 @@ def truncated_in_header() -> bytes:
     return to_bytes(make_cr())[:300]
 
 
+def truncated_in_meta_group_length() -> bytes:
+    return to_bytes(make_cr())[:142]  # (0002,0000)'s value is bytes 140-143
+
+
+def truncated_in_a_long_length() -> bytes:
+    whole = to_bytes(make_cr())
+    pixel_data = whole.index(b"\xe0\x7f\x10\x00OW\x00\x00")
+    return whole[: pixel_data + 10]  # inside its 4-byte length
+
+
 @pytest.mark.parametrize(
     ("payload", "code", "reason"),
     [
@@ -82,6 +92,18 @@ def truncated_in_header() -> bytes:
             FailureReason.CANNOT_UNDERSTAND,
             "truncated",
             id="truncated-header",
+        ),
+        pytest.param(
+            truncated_in_meta_group_length(),
+            FailureReason.CANNOT_UNDERSTAND,
+            "truncated",
+            id="truncated-meta-group-length",
+        ),
+        pytest.param(
+            truncated_in_a_long_length(),
+            FailureReason.CANNOT_UNDERSTAND,
+            "truncated",
+            id="truncated-element-length",
         ),
         pytest.param(
             without("StudyInstanceUID"),

@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import iter_pixels, pixel_array
 from pydicom.uid import UID
@@ -227,6 +227,7 @@ def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset
         ds = pydicom.dcmread(path, defer_size=defer_size, force=not has_preamble)
     except (
         InvalidDicomError,
+        BytesLengthException,
         EOFError,
         OSError,
         ValueError,
@@ -251,7 +252,10 @@ def _ends_where_it_should(ds: Dataset, file_size: int) -> bool:
     """Return False when the file stops inside an element (pydicom stops there silently)."""
     tags = list(ds.keys())
     if not tags:
-        meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
+        try:
+            meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
+        except (BytesLengthException, ValueError):
+            return False  # cut inside the group length itself
         start = 132 if getattr(ds, "preamble", None) is not None else 0
         if meta_length is None:
             return True
