@@ -15,6 +15,7 @@ reasons for refusing a bad one.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -163,6 +164,8 @@ def _convert(vr: str, raw: bytes) -> tuple[Any, dict[str, Any]]:
         if not all(_DS.fullmatch(p) for p in parts):
             raise _NotPlain
         converted = json_values = [float(p) for p in parts]
+        if not all(math.isfinite(n) for n in converted):
+            raise _NotPlain  # out of range: not a JSON number
     else:
         converted = json_values = parts
     value = converted[0] if len(converted) == 1 else converted
@@ -177,7 +180,7 @@ def _binary_numbers(vr: str, raw: bytes) -> tuple[Any, dict[str, Any]]:
     if not raw:
         return None, {"vr": vr}
     numbers = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
-    if code in "fd" and not all(abs(n) < float("inf") for n in numbers):
+    if code in "fd" and not all(math.isfinite(n) for n in numbers):
         raise _NotPlain  # NaN and infinities: not JSON numbers
     value = numbers[0] if len(numbers) == 1 else numbers
     return value, {"vr": vr, "Value": [float(n) for n in numbers] if code in "fd" else numbers}
