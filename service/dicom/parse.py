@@ -111,7 +111,7 @@ def parse_instance(
     sop_class, sop_instance = _sop(values)
     transfer_syntax = _transfer_syntax(ds, sop_class, sop_instance)
     has_pixels = _PIXEL_DATA in ds or any(t in ds for t in _FLOAT_PIXEL_DATA)
-    _check_image(values, has_pixels, require_image, sop_class, sop_instance)
+    _check_image(has_pixels, require_image, sop_class, sop_instance)
     if has_pixels:
         _check_pixels(ds, values, path, transfer_syntax, sop_class, sop_instance)
     return _parsed(values, elements_to_json(elements), transfer_syntax)
@@ -127,7 +127,7 @@ def parse_plain_file(path: Path, *, require_image: bool = True) -> ParsedInstanc
     values = header.values
     sop_class, sop_instance = _sop(values)
     has_pixels = header.pixel_data_length is not None
-    _check_image(values, has_pixels, require_image, sop_class, sop_instance)
+    _check_image(has_pixels, require_image, sop_class, sop_instance)
     if header.pixel_data_length is not None:
         problem = _native_pixels_problem(values, header.pixel_data_length)
         if problem:
@@ -148,9 +148,7 @@ def _sop(values: _Values) -> tuple[str, str]:
     return sop_class, sop_instance
 
 
-def _check_image(
-    values: _Values, has_pixels: bool, require_image: bool, sop_class: str, sop_instance: str
-) -> None:
+def _check_image(has_pixels: bool, require_image: bool, sop_class: str, sop_instance: str) -> None:
     if has_pixels or not require_image:
         return
     name = UID(sop_class).name if sop_class else "unknown"
