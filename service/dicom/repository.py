@@ -22,6 +22,9 @@ from service.orm import Instance, Patient, Series, Study
 from service.orm.base import utcnow
 from service.sqlite_compiled import compiled_query, driver_connection
 
+# Held until the transaction ends; every store path takes this same lock for the same key.
+_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
+
 
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
     """On PostgreSQL, lock keys until this transaction ends (sorted: no deadlocks).
@@ -31,7 +34,7 @@ def lock_keys(session: Session, keys: Iterable[str]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     for key in sorted(set(keys)):
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+        session.execute(_ADVISORY_LOCK, {"key": key})
 
 
 @dataclass(frozen=True)
@@ -230,9 +233,6 @@ class ServerIndex(DriverIndex):
     def lock(self, keys: Iterable[str]) -> None:
         for key in sorted(set(keys)):
             self._connection.execute(_ADVISORY_LOCK, {"key": key})
-
-
-_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
 
 
 def _fields(attributes: PatientAttributes | StudyAttributes | SeriesAttributes) -> dict[str, Any]:
