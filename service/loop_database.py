@@ -10,7 +10,9 @@ of its own (waiting for a pooled one that request threads hold would stall every
 - the one-row commits of reads' access-log rows, when the write turn is free at once; when
   another writer holds it, the caller commits in a worker thread, which waits its turn;
 - the store of a received instance (``store_transaction``), when the write turn is free at
-  once, on a connection whose commits wait for the disk as every store's do.
+  once, on a connection whose commits wait for the disk as every store's do; under load,
+  the instances that worker threads finished receiving meanwhile (``arrivals``) are stored
+  together in one such transaction (``store.store_arrivals``).
 
 Its connection never waits for a lock (``busy_timeout=0``) and does not checkpoint when it
 commits (a checkpoint flushes the disk): every ``CHECKPOINT_EVERY`` commits it asks a
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, event
 from sqlalchemy.engine import make_url
@@ -40,6 +43,9 @@ from service.sqlite_compiled import (
     driver_connection,
     driver_transaction,
 )
+
+if TYPE_CHECKING:
+    from service.dicom.store import Arrival
 
 log = get_logger(__name__)
 
@@ -70,6 +76,9 @@ class LoopDatabase:
         # Stores commit as every store does, waiting for the disk (synchronous=FULL).
         self.store_engine = create_db_engine(database_url, poolclass=SingletonThreadPool)
         event.listen(self.store_engine, "connect", _never_wait)
+        # Instances received under load whose files are on disk, for the next store on the
+        # loop to store together (``store.store_arrivals``); appended from worker threads.
+        self.arrivals: deque[Arrival] = deque()
         self._commits_allowed = commits
         self._commits = 0
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="loop-checkpoint")

@@ -158,6 +158,19 @@ class DriverTransaction:
         """Return the values of the one row a query finds, or None."""
         return compiled_query(self._engine, statement).one_or_none(self._connection, params)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block inside the transaction that, if it raises, is undone alone."""
+        error: type[Exception] = self._engine.dialect.loaded_dbapi.Error
+        _run(self._connection, "SAVEPOINT vigil_part", error)
+        try:
+            yield
+        except BaseException:
+            _run(self._connection, "ROLLBACK TO vigil_part", error)
+            _run(self._connection, "RELEASE vigil_part", error)
+            raise
+        _run(self._connection, "RELEASE vigil_part", error)
+
 
 @contextmanager
 def driver_transaction(engine: Engine) -> Iterator[DriverTransaction]:

@@ -16,6 +16,7 @@ from service.app import create_app
 from service.auth import service as auth_service
 from service.auth.roles import Role
 from service.db import session_scope
+from service.loop_database import LoopDatabase, open_loop_database
 from service.migrate import upgrade
 from service.orm import Base
 from service.runtime import Runtime, open_runtime
@@ -95,6 +96,15 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def loop_db(settings: Settings) -> Iterator[LoopDatabase]:
+    """The event loop's own SQLite connection (``loop_database``), on its own; SQLite only."""
+    database = open_loop_database(settings.database_url, durable_read_log=False)
+    assert database is not None
+    yield database
+    database.close()
 
 
 @pytest.fixture

@@ -77,9 +77,11 @@ def test_database_failure_at_commit_removes_the_placed_file(
     placed: list[str] = []
     failed: list[bool] = []
 
-    def place_and_remember(self: Archive, received: ReceivedFile, relative: str) -> Path:
+    def place_and_remember(
+        self: Archive, received: ReceivedFile, relative: str, folders: set[Path] | None = None
+    ) -> Path:
         placed.append(relative)
-        return real_place(self, received, relative)
+        return real_place(self, received, relative, folders)
 
     def fails_after_place() -> bool:
         # Only the commit of the transaction that filed the instance fails.

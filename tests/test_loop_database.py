@@ -42,14 +42,6 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"auto_analyse": False})
 
 
-@pytest.fixture
-def loop_db(settings: Settings) -> Iterator[LoopDatabase]:
-    database = open_loop_database(settings.database_url, durable_read_log=False)
-    assert database is not None
-    yield database
-    database.close()
-
-
 def log_row() -> dict[str, object]:
     return {
         "id": uuid.uuid4(),

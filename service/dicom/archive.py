@@ -139,15 +139,30 @@ class Archive:
         self.sync(received)
         return dataclasses.replace(received, synced=True)
 
-    def place(self, received: ReceivedFile, relative: str) -> Path:
-        """Move a synced incoming file to its place atomically and fsync the folder(s)."""
+    def place(
+        self, received: ReceivedFile, relative: str, folders_to_sync: set[Path] | None = None
+    ) -> Path:
+        """Move a synced incoming file to its place atomically and fsync the folder(s).
+
+        ``folders_to_sync``: add the folders there instead, for the caller to fsync once for
+        several files (``sync_folders``) before it commits their rows.
+        """
         target = self.path(relative)
         new_dirs = self._make_dirs(target.parent)
         os.replace(received.path, target)
-        if self.fsync:
-            for directory in [target.parent, *new_dirs]:
+        folders = [target.parent, *new_dirs]
+        if folders_to_sync is not None:
+            folders_to_sync.update(folders)
+        elif self.fsync:
+            for directory in folders:
                 _fsync_path(directory)
         return target
+
+    def sync_folders(self, folders: set[Path]) -> None:
+        """Fsync folders that ``place`` left to the caller."""
+        if self.fsync:
+            for directory in sorted(folders):
+                _fsync_path(directory)
 
     def sweep_incoming(self, older_than_s: float) -> int:
         """Delete incoming files untouched for ``older_than_s`` seconds; return how many.

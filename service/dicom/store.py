@@ -8,7 +8,10 @@ file.
 
 On SQLite the event loop may store an instance itself (``loop_database``): one quick to check
 (its pixels need no decoding), whose write turn is free at once. Anything else raises
-``ThreadNeeded`` before a byte is written, and the caller stores it in a worker thread.
+``ThreadNeeded`` before a byte is written, and the caller stores it in a worker thread. Under
+load, instances of different requests whose files reached the disk meanwhile are stored by the
+loop together (``store_arrivals``): one commit and one fsync per folder for them all, which is
+what the loop's stores spend most of their time waiting for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -41,6 +45,7 @@ from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 from service.log_config import get_logger
 from service.loop_database import LoopDatabase, ThreadNeeded
 from service.orm.base import utcnow
+from service.sqlite_compiled import DriverTransaction
 
 log = get_logger(__name__)
 
@@ -99,14 +104,7 @@ def store_received(
             if loop_database is None
             else _quick_parse(received, require_image)
         )
-        if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
-            raise InstanceRejected(
-                f"StudyInstanceUID {parsed.study.study_instance_uid} does not match the "
-                f"study in the request URL ({expected_study_uid})",
-                FailureReason.STUDY_INSTANCE_UID_MISMATCH,
-                sop_class_uid=parsed.instance.sop_class_uid,
-                sop_instance_uid=parsed.instance.sop_instance_uid,
-            )
+        _check_study(parsed, expected_study_uid)
         [outcome] = _index_and_file(
             session_factory, archive, [(received, parsed)], audit, loop_database
         )
@@ -126,6 +124,146 @@ def store_received(
     finally:
         if not handed_over:
             received.path.unlink(missing_ok=True)
+
+
+def _check_study(parsed: ParsedInstance, expected_study_uid: str | None) -> None:
+    if expected_study_uid and parsed.study.study_instance_uid != expected_study_uid:
+        raise InstanceRejected(
+            f"StudyInstanceUID {parsed.study.study_instance_uid} does not match the "
+            f"study in the request URL ({expected_study_uid})",
+            FailureReason.STUDY_INSTANCE_UID_MISMATCH,
+            sop_class_uid=parsed.instance.sop_class_uid,
+            sop_instance_uid=parsed.instance.sop_instance_uid,
+        )
+
+
+@dataclass
+class Arrival:
+    """A received instance waiting to be stored with others (``store_arrivals``)."""
+
+    received: ReceivedFile
+    require_image: bool
+    expected_study_uid: str | None
+    audit: Audit | None
+    outcome: StoreOutcome | None = None  # set once stored or refused
+    handed_back: bool = False  # not stored here, its file kept: its caller stores it itself
+
+
+def store_arrivals(
+    *,
+    session_factory: sessionmaker[Session],
+    archive: Archive,
+    arrivals: Sequence[Arrival],
+    loop_database: LoopDatabase,
+) -> None:
+    """Store instances received by different requests on the event loop, in one transaction:
+    one commit (one fsync of the database) and one fsync per folder for them all, before the
+    commit; set each one's outcome, or hand it back.
+
+    Each is checked and indexed as ``store_received`` does on the loop, inside a savepoint:
+    one refused (a reason of its own) costs the others nothing. One that needs a worker
+    thread (large, compressed, a resend whose pixels must be compared) is handed back with
+    its file, as is every one when the write turn is not free. A database or storage error
+    fails those it placed, as a lone store's does, and hands the others back.
+    """
+    if not arrivals:
+        return
+    folders: set[Path] = set()
+    placed: list[tuple[str, str]] = []
+    stored: list[tuple[Arrival, StoreOutcome]] = []
+    try:
+        with loop_database.store_transaction() as transaction:
+            index = repository.DriverIndex(transaction)
+            for arrival in arrivals:
+                _store_one_arrival(index, transaction, archive, arrival, folders, placed, stored)
+            archive.sync_folders(folders)  # every file's folder on disk before any row is
+    except ThreadNeeded:  # the write turn was not free: nothing was written
+        for arrival in arrivals:
+            if arrival.outcome is None:
+                arrival.handed_back = True
+        return
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("ingest.batch_error", error=type(exc).__name__, instances=len(placed))
+        remove_unclaimed(session_factory, archive, placed)
+        lost = {id(arrival) for arrival, _outcome in stored}
+        for arrival in arrivals:
+            if id(arrival) in lost:
+                arrival.outcome = _storage_failure(exc)
+            elif arrival.outcome is None:
+                arrival.handed_back = True  # not reached, or its own step failed: file kept
+        return
+    for arrival, outcome in stored:
+        arrival.outcome = outcome
+        event = "ingest.stored" if outcome.status is StoreStatus.STORED else "ingest.already_stored"
+        log.info(event, size=arrival.received.size)
+
+
+def _store_one_arrival(
+    index: repository.DriverIndex,
+    transaction: DriverTransaction,
+    archive: Archive,
+    arrival: Arrival,
+    folders: set[Path],
+    placed: list[tuple[str, str]],
+    stored: list[tuple[Arrival, StoreOutcome]],
+) -> None:
+    received = arrival.received
+    try:
+        parsed = _read_arrival(arrival)
+        _check_study(parsed, arrival.expected_study_uid)
+        progress = _Progress(parsed.instance)
+        with transaction.savepoint():
+            try:
+                [outcome] = _index_each(
+                    index, archive, [(received, parsed)], arrival.audit, progress, True, folders
+                )
+            except BaseException:
+                for _sop, relative in progress.placed:  # its row is undone: so is its file
+                    archive.remove(relative)
+                raise
+    except ThreadNeeded:
+        arrival.handed_back = True
+        return
+    except InstanceRejected as rejected:
+        log.info("ingest.rejected", failure=rejected.code.name)
+        received.path.unlink(missing_ok=True)
+        arrival.outcome = StoreOutcome(
+            StoreStatus.FAILED,
+            sop_class_uid=rejected.sop_class_uid,
+            sop_instance_uid=rejected.sop_instance_uid,
+            reason=rejected.reason,
+            failure=rejected.code,
+        )
+        return
+    placed.extend(progress.placed)
+    stored.append((arrival, outcome))
+    received.path.unlink(missing_ok=True)  # gone already when placed: only a resend's is left
+
+
+def _read_arrival(arrival: Arrival) -> ParsedInstance:
+    """Parse a queued instance; one whose file cannot be read (its request gave up and
+    removed it, say) is refused alone rather than failing the others' transaction."""
+    try:
+        return _quick_parse(arrival.received, arrival.require_image)
+    except OSError as exc:
+        log.error("ingest.arrival_unreadable", error=type(exc).__name__)
+        raise InstanceRejected(
+            "the archive could not read this instance back (storage error); nothing was stored",
+            FailureReason.OUT_OF_RESOURCES,
+        ) from exc
+
+
+def _storage_failure(exc: Exception) -> StoreOutcome:
+    database = isinstance(exc, SQLAlchemyError)
+    return StoreOutcome(
+        StoreStatus.FAILED,
+        reason=(
+            "the archive could not record this instance (database error); nothing was stored"
+            if database
+            else "the archive could not write this instance (storage error); nothing was stored"
+        ),
+        failure=FailureReason.PROCESSING_FAILURE if database else FailureReason.OUT_OF_RESOURCES,
+    )
 
 
 def _quick_parse(received: ReceivedFile, require_image: bool) -> ParsedInstance:
@@ -301,8 +439,10 @@ def _index_each(
     audit: Audit | None,
     progress: _Progress,
     on_loop: bool = False,
+    folders_to_sync: set[Path] | None = None,
 ) -> list[StoreOutcome]:
-    """Index and file each instance in the index's transaction; return their outcomes."""
+    """Index and file each instance in the index's transaction; return their outcomes
+    (``folders_to_sync``: see ``Archive.place``)."""
     outcomes: list[StoreOutcome] = []
     index.lock([f"sop:{p.instance.sop_instance_uid}" for _, p in items])
     for received, parsed in items:
@@ -321,7 +461,7 @@ def _index_each(
         else:
             series_pk = _series_for(index, parsed)
             index.add_instance(_instance_values(parsed, series_pk, relative, received))
-            archive.place(received, relative)
+            archive.place(received, relative, folders_to_sync)
             progress.placed.append((current.sop_instance_uid, relative))
             status = StoreStatus.STORED
         outcome = _outcome(parsed, status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import APIRouter, Request
@@ -20,9 +21,11 @@ from service.dicom.failure import FailureReason
 from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
 from service.dicom.store import (
     LOOP_MAX_STORE_BYTES,
+    Arrival,
     Audit,
     StoreOutcome,
     StoreStatus,
+    store_arrivals,
     store_received,
 )
 from service.dicom.stow_response import stow_response
@@ -40,6 +43,7 @@ router = APIRouter(tags=["DICOMweb STOW-RS"])
 DICOM_JSON = "application/dicom+json"
 _FEED_BATCH_BYTES = 1 << 20
 _THREAD_FINISH_BYTES = 64 << 10  # a body from this size on is finished in a worker thread
+_STORE_BATCH_MAX = 8  # instances stored together on the loop (its time budget)
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
@@ -76,9 +80,25 @@ async def _store(
     study_instance_uid: str | None,
 ) -> JSONResponse:
     loop_database: LoopDatabase | None = getattr(request.app.state, "loop_database", None)
-    parts = await _receive_parts(request, settings, archive, loop_database is not None)
     store = _PartStore(settings, archive, session_factory, study_instance_uid, principal, request)
-    outcomes = _store_on_loop(parts, store, loop_database)
+    arrived: list[Arrival] = []
+
+    def queue_arrival(parts: list[ReceivedPart]) -> None:
+        """In the worker thread, its file on disk: queue a lone instance for the loop to
+        store with others that arrived meanwhile (see ``store_arrivals``)."""
+        if loop_database is not None and len(parts) == 1:
+            arrival = store.arrival(parts[0])
+            if arrival is not None:
+                arrived.append(arrival)
+                loop_database.arrivals.append(arrival)
+
+    parts = await _receive_parts(
+        request, settings, archive, loop_database is not None, queue_arrival
+    )
+    if arrived and loop_database is not None:
+        outcomes = _store_arrived(arrived[0], store, loop_database)
+    else:
+        outcomes = _store_on_loop(parts, store, loop_database)
     rest = parts[len(outcomes) :]
     analysis: AnalysisServices | None = getattr(request.app.state, "analysis", None)
     if rest or (analysis is not None and analysis.queues_on_arrival(outcomes)):
@@ -118,11 +138,33 @@ def _store_on_loop(
     return outcomes
 
 
+def _store_arrived(
+    arrival: Arrival, store: _PartStore, loop_database: LoopDatabase
+) -> list[StoreOutcome]:
+    """Store a queued instance on the loop, with the others queued by then (unless another
+    request's store took it already); return its outcome, or none when it was handed back
+    (the caller stores it in a worker thread)."""
+    queue = loop_database.arrivals
+    while arrival.outcome is None and not arrival.handed_back and queue:
+        batch: list[Arrival] = []
+        while queue and len(batch) < _STORE_BATCH_MAX:
+            batch.append(queue.popleft())
+        store.store_arrivals(batch, loop_database)
+    if arrival.outcome is None and not arrival.handed_back:  # not queued (cannot happen)
+        arrival.handed_back = True
+    return [] if arrival.outcome is None else [arrival.outcome]
+
+
 async def _receive_parts(
-    request: Request, settings: Settings, archive: Archive, loop_stores: bool
+    request: Request,
+    settings: Settings,
+    archive: Archive,
+    loop_stores: bool,
+    on_synced: Callable[[list[ReceivedPart]], None] | None = None,
 ) -> list[ReceivedPart]:
     """Receive the body's parts into incoming files; ``loop_stores``: the loop may store
-    them itself (SQLite), else a worker thread will (which also waits for their fsync)."""
+    them itself (SQLite), else a worker thread will (which also waits for their fsync).
+    ``on_synced`` is called in the worker thread that synced them, if one did."""
     media_type, params = parse_content_type(request.headers.get("content-type"))
     reader: _BodyReader
     if media_type == "application/dicom":
@@ -168,9 +210,10 @@ async def _receive_parts(
         ):
             # Others wait for the loop, which is to store this body's instance itself:
             # hashing and writing the rest, and waiting for the disk, are done in a worker
-            # thread (much of it without the GIL) meanwhile. A larger body, or any on a
-            # database server, is stored in a worker thread anyway, which does that too.
-            parts = await run_in_threadpool(_finish, reader, batch, archive, True)
+            # thread (much of it without the GIL) meanwhile, which then queues the instance
+            # for the loop to store with any others that arrived by then. A larger body, or
+            # any on a database server, is stored in a worker thread anyway, which does that.
+            parts = await run_in_threadpool(_finish, reader, batch, archive, True, on_synced)
         else:
             parts = _finish(reader, batch, archive, sync=False)  # cheaper than a thread hop
     except BaseException:
@@ -193,15 +236,22 @@ def _feed(reader: _BodyReader, chunks: list[bytes]) -> None:
 
 
 def _finish(
-    reader: _BodyReader, chunks: list[bytes], archive: Archive, sync: bool
+    reader: _BodyReader,
+    chunks: list[bytes],
+    archive: Archive,
+    sync: bool,
+    on_synced: Callable[[list[ReceivedPart]], None] | None = None,
 ) -> list[ReceivedPart]:
-    """Feed the last chunks and return the parts; ``sync``: with their files on disk."""
+    """Feed the last chunks and return the parts; ``sync``: with their files on disk, then
+    handed to ``on_synced``."""
     _feed(reader, chunks)
     parts = reader.finish()
     if sync:
         for part in parts:
             if part.file is not None:
                 part.file = archive.synced(part.file)
+        if on_synced is not None:
+            on_synced(parts)
     return parts
 
 
@@ -247,6 +297,28 @@ class _PartStore:
         self._session_factory = session_factory
         self._study_instance_uid = study_instance_uid
         self._audit = _access_recorder(principal, request)
+
+    def arrival(self, part: ReceivedPart) -> Arrival | None:
+        """Return a received part to store with others (``store_arrivals``), or None for one
+        refused as it is (no file, another content type): ``__call__`` answers those."""
+        if part.file is None or part.content_type != "application/dicom":
+            return None
+        return Arrival(
+            received=part.file,
+            require_image=not self._settings.accept_non_image,
+            expected_study_uid=self._study_instance_uid,
+            audit=self._audit,
+        )
+
+    def store_arrivals(self, arrivals: list[Arrival], loop_database: LoopDatabase) -> None:
+        """Store queued instances of any requests together on the loop (each keeps its own
+        request's checks and access-log row)."""
+        store_arrivals(
+            session_factory=self._session_factory,
+            archive=self._archive,
+            arrivals=arrivals,
+            loop_database=loop_database,
+        )
 
     def __call__(
         self, part: ReceivedPart, loop_database: LoopDatabase | None = None
