@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from service.db import Executes, sqlite_driver_transaction
 from service.dicom import archive as archive_module
@@ -162,6 +163,34 @@ def test_a_refused_arrival_costs_the_others_nothing(
     assert not filed(runtime, wrong_study).exists()
     assert len(commits) == 1
     assert list(runtime.archive.incoming.iterdir()) == []
+
+
+def test_a_database_error_after_filing_one_fails_it_and_hands_back_the_rest(
+    runtime: Runtime, loop_db: LoopDatabase
+) -> None:
+    first, broken, last = (make_cr(seed=i) for i in range(3))
+
+    class BrokenLog(Audit):
+        def __call__(self, rows: Executes, outcome: StoreOutcome) -> None:
+            raise OperationalError("INSERT INTO access_log", {}, Exception("disk I/O error"))
+
+    arrivals = [
+        arrival(runtime.archive, to_bytes(first), Audit()),
+        arrival(runtime.archive, to_bytes(broken), BrokenLog()),  # fails after its file moved
+        arrival(runtime.archive, to_bytes(last), Audit()),
+    ]
+
+    store_all(runtime, loop_db, arrivals)
+
+    assert [a.outcome.status if a.outcome else None for a in arrivals] == [
+        StoreStatus.FAILED,  # filed in the transaction that failed: undone
+        StoreStatus.FAILED,  # its file was filed and removed again: nothing to hand back
+        None,
+    ]
+    assert all(a.outcome and "database error" in a.outcome.reason for a in arrivals[:2])
+    assert arrivals[2].handed_back and arrivals[2].received.path.exists()  # not reached
+    assert stored_uids(runtime) == set()
+    assert not filed(runtime, first).exists() and not filed(runtime, broken).exists()
 
 
 def test_an_arrival_whose_file_is_gone_fails_alone(runtime: Runtime, loop_db: LoopDatabase) -> None:

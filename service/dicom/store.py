@@ -189,8 +189,8 @@ def store_arrivals(
         for arrival in arrivals:
             if id(arrival) in lost:
                 arrival.outcome = _storage_failure(exc)
-            elif arrival.outcome is None:
-                arrival.handed_back = True  # not reached, or its own step failed: file kept
+            elif arrival.outcome is None:  # not reached, or its own step failed
+                _hand_back(arrival, exc)
         return
     for arrival, outcome in stored:
         arrival.outcome = outcome
@@ -221,8 +221,8 @@ def _store_one_arrival(
                 for _sop, relative in progress.placed:  # its row is undone: so is its file
                     archive.remove(relative)
                 raise
-    except ThreadNeeded:
-        arrival.handed_back = True
+    except ThreadNeeded as exc:
+        _hand_back(arrival, exc)
         return
     except InstanceRejected as rejected:
         log.info("ingest.rejected", failure=rejected.code.name)
@@ -240,6 +240,15 @@ def _store_one_arrival(
     received.path.unlink(missing_ok=True)  # gone already when placed: only a resend's is left
 
 
+def _hand_back(arrival: Arrival, exc: Exception) -> None:
+    """Leave an arrival to its caller's worker thread while its incoming file is there to
+    store; fail it if its file was placed and removed again (nothing left to store)."""
+    if arrival.received.path.exists():
+        arrival.handed_back = True
+    else:
+        arrival.outcome = _storage_failure(exc)
+
+
 def _read_arrival(arrival: Arrival) -> ParsedInstance:
     """Parse a queued instance; one whose file cannot be read (its request gave up and
     removed it, say) is refused alone rather than failing the others' transaction."""
@@ -254,7 +263,7 @@ def _read_arrival(arrival: Arrival) -> ParsedInstance:
 
 
 def _storage_failure(exc: Exception) -> StoreOutcome:
-    database = isinstance(exc, SQLAlchemyError)
+    database = not isinstance(exc, OSError)
     return StoreOutcome(
         StoreStatus.FAILED,
         reason=(
