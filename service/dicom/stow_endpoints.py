@@ -150,8 +150,6 @@ def _store_arrived(
         while queue and len(batch) < _STORE_BATCH_MAX:
             batch.append(queue.popleft())
         store.store_arrivals(batch, loop_database)
-    if arrival.outcome is None and not arrival.handed_back:  # not queued (cannot happen)
-        arrival.handed_back = True
     return [] if arrival.outcome is None else [arrival.outcome]
 
 
