@@ -9,10 +9,12 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.bundled import bundled_dir
+
 DEVELOPMENT_SECRET = "development-secret-change-me"  # noqa: S105 - the refused default
-# The model bundles that ship with Vigil: the checkout's models/ folder, found from here, so
-# that `vigil serve` started in another folder still has the demo model.
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+# The model bundles that ship with Vigil (the checkout's models/ folder, or an installed
+# wheel's copy), found from here: `vigil serve` started in another folder has the demo model.
+SHIPPED_MODELS = bundled_dir("models")
 
 
 class Environment(StrEnum):
