@@ -114,6 +114,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) ->
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Statement journals (a savepoint's page images) past 64 KiB, and temporary tables, go to
+    # RAM instead of files created and deleted in the system's temporary folder.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

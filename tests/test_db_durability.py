@@ -7,7 +7,9 @@ On SQLite the flush setting is ``PRAGMA synchronous`` (2 = FULL, 1 = NORMAL), on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -176,3 +178,41 @@ def test_a_lookup_leaves_its_pooled_connection_ready_for_a_unit_of_work(
         raise RuntimeError("the unit of work fails after writing")
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(ApiToken)) == 0
+
+
+def _sqlite_temp_files() -> list[str]:
+    """SQLite's temporary files this process has open (deleted at creation, kept open)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if "etilqs_" in target:
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_a_large_savepoint_keeps_its_page_images_in_memory(tmp_path: Path) -> None:
+    # A store under load is a savepoint per instance: its journal of page images passed
+    # SQLite's 64 KiB spill size and became a file created and deleted in /var/tmp.
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'savepoints.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB)"))
+            connection.execute(text("CREATE INDEX rows_body ON rows (body)"))
+            connection.execute(
+                text("INSERT INTO rows (id, body) VALUES (:id, randomblob(3000))"),
+                [{"id": n} for n in range(200)],
+            )
+        with engine.begin() as connection:
+            assert connection.execute(text("PRAGMA temp_store")).scalar_one() == 2  # MEMORY
+            connection.execute(text("UPDATE rows SET body = randomblob(3000) WHERE id < 5"))
+            with connection.begin_nested():
+                # ~200 pages of 4 KiB changed inside the savepoint: far past the spill size
+                connection.execute(text("UPDATE rows SET body = randomblob(3000)"))
+                assert _sqlite_temp_files() == []
+            assert connection.execute(text("SELECT count(*) FROM rows")).scalar_one() == 200
+    finally:
+        engine.dispose()
