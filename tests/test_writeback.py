@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import mmap
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from service.dicom import archive as archive_module
 from service.dicom import writeback
 from service.dicom.archive import Archive
 
@@ -37,3 +41,96 @@ def test_write_back_of_a_closed_descriptor_is_ignored(tmp_path: Path) -> None:
     os.close(fd)
     writeback.start_writeback(fd)  # EBADF: a hint that failed, not an error
     assert path.read_bytes() == b"x"
+
+
+def test_a_large_incoming_file_is_written_back_as_it_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An 8 MB instance arrives over tens of milliseconds: the disk should be writing its
+    # first megabytes meanwhile, not all of it at the fsync that answers the request.
+    asked_at: list[int] = []  # bytes on disk (flushed from Python) at each request to write
+    monkeypatch.setattr(
+        archive_module, "start_writeback", lambda fd: asked_at.append(os.fstat(fd).st_size)
+    )
+    archive = Archive(tmp_path / "archive", fsync=True)
+    data = os.urandom(3 * archive_module.WRITEBACK_STEP_BYTES + 4096)
+    writer = archive.writer(len(data))
+    for start in range(0, len(data), 65536):
+        writer.write(data[start : start + 65536])
+    before_finish = list(asked_at)
+    received = writer.finish()
+    step = archive_module.WRITEBACK_STEP_BYTES
+    assert before_finish == [step, 2 * step, 3 * step]
+    assert asked_at[-1] == len(data)  # and the rest at the end
+    assert received.path.read_bytes() == data
+
+
+def test_a_small_file_or_a_scratch_archive_asks_no_early_write_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    monkeypatch.setattr(archive_module, "start_writeback", asked.append)
+    small = Archive(tmp_path / "durable", fsync=True).writer(1 << 30)
+    small.write(os.urandom(512 * 1024))
+    assert asked == []
+    small.finish()
+    assert len(asked) == 1  # once, at the end
+    scratch = Archive(tmp_path / "scratch", fsync=False).writer(1 << 30)
+    for _ in range(3):
+        scratch.write(os.urandom(archive_module.WRITEBACK_STEP_BYTES))
+    scratch.finish()
+    assert len(asked) == 1  # nothing is fsynced there, so nothing is hurried either
+
+
+def _resident_pages(path: Path) -> list[bool]:
+    """Which of a file's pages are in the page cache (mincore on a read-only mapping)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    page = os.sysconf("SC_PAGE_SIZE")
+    flags = (ctypes.c_ubyte * ((size + page - 1) // page))()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            assert libc.mincore(address, size, flags) == 0, ctypes.get_errno()
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return [bool(flag & 1) for flag in flags]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore")
+@pytest.mark.parametrize("chunk_bytes", [65536, 1 << 20])
+def test_a_synced_incoming_file_keeps_only_its_head_in_the_page_cache(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    # Once on disk, an instance's pixel data need not stay in memory (and on a virtual
+    # machine each new page of cache costs a host fault); its header is read again to
+    # store it, so that stays. Large writes make large cache folios, which the kernel
+    # cannot drop in part: the writer keeps the head in writes of its own.
+    archive = Archive(tmp_path / "archive", fsync=True)
+    data = os.urandom(3 * 1024 * 1024 + 5000)
+    writer = archive.writer(len(data))
+    for start in range(0, len(data), chunk_bytes):
+        writer.write(memoryview(data)[start : start + chunk_bytes])
+    received = writer.finish()
+    assert all(_resident_pages(received.path))  # written, not yet synced: all cached
+    archive.sync(received)
+    resident = _resident_pages(received.path)
+    head_pages = writeback.CACHED_HEAD_BYTES // os.sysconf("SC_PAGE_SIZE")
+    assert all(resident[:head_pages])
+    assert not any(resident[head_pages:])
+    assert received.path.read_bytes() == data  # nothing lost: read back from the disk

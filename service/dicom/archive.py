@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from service.dicom.uids import is_valid_uid
-from service.dicom.writeback import start_writeback
+from service.dicom.writeback import CACHED_HEAD_BYTES, release_cached_pages, start_writeback
 from service.errors import PayloadTooLarge
 
 INCOMING = ".incoming"
+WRITEBACK_STEP_BYTES = 1 << 20  # a large file's disk writing starts at each such step
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class IncomingWriter:
         self._hash = hashlib.sha256()
         self.size = 0
         self.too_large = False
+        self._written_back = 0  # bytes up to which the disk was asked to write already
 
     def write(self, chunk: bytes | memoryview) -> None:
         if self.too_large:
@@ -54,7 +56,22 @@ class IncomingWriter:
             self._file.truncate(0)
             return
         self._hash.update(chunk)
-        self._file.write(chunk)
+        head_left = CACHED_HEAD_BYTES - (self.size - len(chunk))
+        if self._durable and 0 < head_left < len(chunk):
+            # The head in writes of its own: the pages after it can then leave the cache
+            # without it (see ``release_cached_pages``).
+            view = memoryview(chunk)
+            self._file.write(view[:head_left])
+            self._file.flush()
+            self._file.write(view[head_left:])
+        else:
+            self._file.write(chunk)
+        if self._durable and self.size - self._written_back >= WRITEBACK_STEP_BYTES:
+            # A large body arrives over many milliseconds: the disk writes each megabyte
+            # meanwhile, so that the fsync at the end waits for the last one only.
+            self._file.flush()
+            start_writeback(self._file.fileno())
+            self._written_back = self.size
 
     def finish(self) -> ReceivedFile:
         """Close the file and return it; raise PayloadTooLarge if it went over the limit.
@@ -129,9 +146,16 @@ class Archive:
         return Path(full)
 
     def sync(self, received: ReceivedFile) -> None:
-        """Flush an incoming file's bytes to disk (before it is placed and indexed)."""
+        """Flush an incoming file's bytes to disk (before it is placed and indexed), then let
+        all but its head leave the page cache (``release_cached_pages``)."""
         if self.fsync and not received.synced:
-            _fsync_path(received.path)
+            fd = os.open(received.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                if received.size > CACHED_HEAD_BYTES:
+                    release_cached_pages(fd, CACHED_HEAD_BYTES)
+            finally:
+                os.close(fd)
 
     def synced(self, received: ReceivedFile) -> ReceivedFile:
         """Flush an incoming file's bytes to disk now; return it marked so (``sync`` then has
