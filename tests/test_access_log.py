@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.auth import access_log
 from service.auth.roles import Role
+from service.dicom import stow_endpoints
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from service.settings import Settings
@@ -61,6 +65,37 @@ def test_refused_store_of_a_known_instance_is_logged_too(
     stow(client, tokens[Role.INTEGRATION], [to_bytes(clash)])
     actions = [row.action for row in log_rows(runtime)]
     assert actions == ["dicom.store", "dicom.store.refused"]
+
+
+def test_a_refusal_the_log_cannot_take_still_answers_with_its_reason(
+    client: TestClient,
+    tokens: dict[Role, str],
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The database error that failed a store may fail the refusal's log row too: the client
+    # still gets each instance's reason (a 409), not a server error.
+    first = make_cr(seed=3)
+    stow(client, tokens[Role.INTEGRATION], [to_bytes(first)])
+    clash = make_cr(
+        seed=4,
+        sop_uid=first.SOPInstanceUID,
+        study_uid=first.StudyInstanceUID,
+        series_uid=first.SeriesInstanceUID,
+    )
+    real_record = access_log.record_request_access
+
+    def failing(request: Any, principal: Any, action: str, **kwargs: Any) -> None:
+        if action == "dicom.store.refused":
+            raise OperationalError("INSERT INTO access_log", {}, Exception("disk I/O error"))
+        real_record(request, principal, action, **kwargs)
+
+    monkeypatch.setattr(stow_endpoints, "record_request_access", failing)
+    response = stow(client, tokens[Role.INTEGRATION], [to_bytes(clash)])
+    assert response.status_code == 409, response.text
+    [failed] = response.json()["00081198"]["Value"]
+    assert failed["00081155"]["Value"] == [first.SOPInstanceUID]
+    assert [row.action for row in log_rows(runtime)] == ["dicom.store"]
 
 
 def test_admin_reads_the_log_newest_first_and_filters_by_study(

@@ -51,7 +51,7 @@ def commits(loop_db: LoopDatabase, monkeypatch: pytest.MonkeyPatch) -> list[int]
 
 @pytest.fixture
 def synced_folders(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every path fsynced by the archive, files and folders, in order."""
+    """Every folder fsynced by the archive, in order (files go through ``_fsync_file``)."""
     seen: list[Path] = []
     real = archive_module._fsync_path
 
@@ -188,6 +188,7 @@ def test_a_database_error_after_filing_one_fails_it_and_hands_back_the_rest(
         None,
     ]
     assert all(a.outcome and "database error" in a.outcome.reason for a in arrivals[:2])
+    assert arrivals[0].outcome and arrivals[0].outcome.sop_instance_uid == first.SOPInstanceUID
     assert arrivals[2].handed_back and arrivals[2].received.path.exists()  # not reached
     assert stored_uids(runtime) == set()
     assert not filed(runtime, first).exists() and not filed(runtime, broken).exists()

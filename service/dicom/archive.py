@@ -149,13 +149,7 @@ class Archive:
         """Flush an incoming file's bytes to disk (before it is placed and indexed), then let
         all but its head leave the page cache (``release_cached_pages``)."""
         if self.fsync and not received.synced:
-            fd = os.open(received.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                if received.size > CACHED_HEAD_BYTES:
-                    release_cached_pages(fd, CACHED_HEAD_BYTES)
-            finally:
-                os.close(fd)
+            _fsync_file(received.path)
 
     def synced(self, received: ReceivedFile) -> ReceivedFile:
         """Flush an incoming file's bytes to disk now; return it marked so (``sync`` then has
@@ -220,6 +214,16 @@ class Archive:
             return []
         directory.mkdir(parents=True, exist_ok=True)
         return [m.parent for m in missing]
+
+
+def _fsync_file(path: Path) -> None:
+    """Fsync a file, then let all but its head leave the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        release_cached_pages(fd, CACHED_HEAD_BYTES)  # nothing to do for a smaller file
+    finally:
+        os.close(fd)
 
 
 def _fsync_path(path: Path) -> None:

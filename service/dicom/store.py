@@ -16,6 +16,7 @@ what the loop's stores spend most of their time waiting for.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -185,10 +186,14 @@ def store_arrivals(
     except (SQLAlchemyError, OSError) as exc:
         log.error("ingest.batch_error", error=type(exc).__name__, instances=len(placed))
         remove_unclaimed(session_factory, archive, placed)
-        lost = {id(arrival) for arrival, _outcome in stored}
+        lost = {id(arrival): outcome for arrival, outcome in stored}
         for arrival in arrivals:
-            if id(arrival) in lost:
-                arrival.outcome = _storage_failure(exc)
+            if (would_be := lost.get(id(arrival))) is not None:
+                arrival.outcome = dataclasses.replace(  # naming the instance it refuses
+                    _storage_failure(exc),
+                    sop_class_uid=would_be.sop_class_uid,
+                    sop_instance_uid=would_be.sop_instance_uid,
+                )
             elif arrival.outcome is None:  # not reached, or its own step failed
                 _hand_back(arrival, exc)
         return

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.auth.access_log import record_request_access
@@ -31,6 +32,7 @@ from service.dicom.store import (
 from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.log_config import get_logger
 from service.loop_database import LOOP_BUDGET_S, LoopDatabase, ThreadNeeded
 from service.middleware import requests_in_flight
 from service.request_urls import request_base_url
@@ -39,6 +41,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from service.analysis.runtime import AnalysisServices
 
+log = get_logger(__name__)
 router = APIRouter(tags=["DICOMweb STOW-RS"])
 DICOM_JSON = "application/dicom+json"
 _FEED_BATCH_BYTES = 1 << 20
@@ -372,16 +375,20 @@ def _log_refusals(
     refused: list[StoreOutcome],
     request: Request,
 ) -> None:
-    """Log refused instances (each naming its SOP instance)."""
-    with session_scope(session_factory) as session:
-        for outcome in refused:
-            record_request_access(
-                request,
-                principal,
-                "dicom.store.refused",
-                session=session,
-                status_code=409,
-                study_instance_uid=outcome.study_instance_uid or None,
-                series_instance_uid=outcome.series_instance_uid or None,
-                sop_instance_uid=outcome.sop_instance_uid,
-            )
+    """Log refused instances (each naming its SOP instance). When the database cannot take
+    the rows (the error that refused them, say), the client still gets each reason."""
+    try:
+        with session_scope(session_factory) as session:
+            for outcome in refused:
+                record_request_access(
+                    request,
+                    principal,
+                    "dicom.store.refused",
+                    session=session,
+                    status_code=409,
+                    study_instance_uid=outcome.study_instance_uid or None,
+                    series_instance_uid=outcome.series_instance_uid or None,
+                    sop_instance_uid=outcome.sop_instance_uid,
+                )
+    except SQLAlchemyError as exc:
+        log.error("access_log.refusals_not_recorded", error=type(exc).__name__, count=len(refused))
