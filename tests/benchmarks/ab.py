@@ -17,6 +17,12 @@ With ``--orthanc`` the base is Debian's Orthanc with its DICOMweb plugin, on SQL
 durable as Vigil's (synchronous=FULL, as in ``ingest.py``): the same comparison as the
 benchmark's SQLite ratios, without the drift between its one-after-the-other runs.
 
+Both servers share the machine's memory: pages one releases are soon reused by the other.
+On this host a page of cache taken from memory not used lately costs a host fault, and
+Vigil releases its files' pages once they are on disk (``writeback.release_cached_pages``),
+so here Orthanc's writes land partly in pages Vigil released, which makes them cheaper than
+they are in ``ingest.py``, where the targets run one after another.
+
 The base revision is checked out in a temporary git worktree and served with this virtual
 environment: its dependencies must be the ones installed here.
 """
