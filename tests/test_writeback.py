@@ -14,6 +14,9 @@ import pytest
 from service.dicom import archive as archive_module
 from service.dicom import writeback
 from service.dicom.archive import Archive
+from service.dicom.parse import parse_plain_file
+from service.dicom.plain_header import HEAD_BYTES
+from tests.factories import make_cr, to_bytes
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
@@ -124,26 +127,44 @@ def _file_system_type(path: Path) -> str:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore")
-@pytest.mark.parametrize("chunk_bytes", [65536, 1 << 20])
-def test_a_synced_incoming_file_keeps_only_its_head_in_the_page_cache(
+@pytest.mark.parametrize("chunk_bytes", [100, 65536, 1 << 20])
+def test_a_synced_incoming_file_leaves_the_page_cache_and_its_head_stays_in_memory(
     tmp_path: Path, chunk_bytes: int
 ) -> None:
     if _file_system_type(tmp_path) in ("tmpfs", "ramfs"):
         pytest.skip("a file in memory has no disk copy: its pages cannot leave the cache")
-    # Once on disk, an instance's pixel data need not stay in memory (and on a virtual
-    # machine each new page of cache costs a host fault); its header is read again to
-    # store it, so that stays. Large writes make large cache folios, which the kernel
-    # cannot drop in part: the writer keeps the head in writes of its own.
+    # Once on disk, an instance's bytes need not stay in the page cache (and on a virtual
+    # machine each new page of cache costs a host fault); storing it reads its header, which
+    # the writer kept in memory.
     archive = Archive(tmp_path / "archive", fsync=True)
     data = os.urandom(3 * 1024 * 1024 + 5000)
     writer = archive.writer(len(data))
     for start in range(0, len(data), chunk_bytes):
         writer.write(memoryview(data)[start : start + chunk_bytes])
     received = writer.finish()
+    assert received.head == data[:HEAD_BYTES]
     assert all(_resident_pages(received.path))  # written, not yet synced: all cached
     archive.sync(received)
-    resident = _resident_pages(received.path)
-    head_pages = writeback.CACHED_HEAD_BYTES // os.sysconf("SC_PAGE_SIZE")
-    assert all(resident[:head_pages])
-    assert not any(resident[head_pages:])
+    assert not any(_resident_pages(received.path))
     assert received.path.read_bytes() == data  # nothing lost: read back from the disk
+
+
+def test_a_file_shorter_than_the_head_is_kept_whole(tmp_path: Path) -> None:
+    writer = Archive(tmp_path / "archive", fsync=True).writer(1 << 20)
+    writer.write(b"DICM" * 10)
+    assert writer.finish().head == b"DICM" * 10
+
+
+def test_storing_reads_a_plain_header_from_memory_not_from_the_file(tmp_path: Path) -> None:
+    # The file's pages have left the cache: reading them back would wait for the disk.
+    payload = to_bytes(make_cr(seed=11))
+    writer = Archive(tmp_path / "archive", fsync=True).writer(1 << 30)
+    writer.write(payload)
+    received = writer.finish()
+    on_disk = parse_plain_file(received.path)
+    assert received.head is not None
+    received.path.write_bytes(b"not what was received")  # the header must not come from here
+    from_memory = parse_plain_file(received.path, known=(received.head, received.size))
+    assert on_disk is not None and from_memory is not None
+    assert from_memory.instance == on_disk.instance
+    assert from_memory.dicom_json == on_disk.dicom_json

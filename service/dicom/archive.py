@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from service.dicom.plain_header import HEAD_BYTES
 from service.dicom.uids import is_valid_uid
-from service.dicom.writeback import CACHED_HEAD_BYTES, release_cached_pages, start_writeback
+from service.dicom.writeback import release_cached_pages, start_writeback
 from service.errors import PayloadTooLarge
 
 INCOMING = ".incoming"
@@ -31,6 +32,9 @@ class ReceivedFile:
     size: int
     sha256: str
     synced: bool = False  # its bytes are on disk already (``Archive.synced``)
+    # Its first HEAD_BYTES (all of it, if shorter), kept from writing it: storing reads the
+    # header from here, not from the file, whose pages leave the cache once it is on disk.
+    head: bytes | None = None
 
 
 class IncomingWriter:
@@ -46,6 +50,7 @@ class IncomingWriter:
         self.size = 0
         self.too_large = False
         self._written_back = 0  # bytes up to which the disk was asked to write already
+        self._head = bytearray()  # the file's first HEAD_BYTES (``ReceivedFile.head``)
 
     def write(self, chunk: bytes | memoryview) -> None:
         if self.too_large:
@@ -56,16 +61,9 @@ class IncomingWriter:
             self._file.truncate(0)
             return
         self._hash.update(chunk)
-        head_left = CACHED_HEAD_BYTES - (self.size - len(chunk))
-        if self._durable and 0 < head_left < len(chunk):
-            # The head in writes of its own: the pages after it can then leave the cache
-            # without it (see ``release_cached_pages``).
-            view = memoryview(chunk)
-            self._file.write(view[:head_left])
-            self._file.flush()
-            self._file.write(view[head_left:])
-        else:
-            self._file.write(chunk)
+        if len(self._head) < HEAD_BYTES:
+            self._head += memoryview(chunk)[: HEAD_BYTES - len(self._head)]
+        self._file.write(chunk)
         if self._durable and self.size - self._written_back >= WRITEBACK_STEP_BYTES:
             # A large body arrives over many milliseconds: the disk writes each megabyte
             # meanwhile, so that the fsync at the end waits for the last one only.
@@ -88,7 +86,7 @@ class IncomingWriter:
             raise PayloadTooLarge(
                 f"instance is {self.size} bytes, over the limit of {self._max_bytes} bytes"
             )
-        return ReceivedFile(self.path, self.size, self._hash.hexdigest())
+        return ReceivedFile(self.path, self.size, self._hash.hexdigest(), head=bytes(self._head))
 
     def abort(self) -> None:
         if not self._file.closed:
@@ -147,7 +145,7 @@ class Archive:
 
     def sync(self, received: ReceivedFile) -> None:
         """Flush an incoming file's bytes to disk (before it is placed and indexed), then let
-        all but its head leave the page cache (``release_cached_pages``)."""
+        its pages leave the page cache (``release_cached_pages``): its header is in memory."""
         if self.fsync and not received.synced:
             _fsync_file(received.path)
 
@@ -217,11 +215,11 @@ class Archive:
 
 
 def _fsync_file(path: Path) -> None:
-    """Fsync a file, then let all but its head leave the page cache."""
+    """Fsync a file, then let its pages leave the page cache."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-        release_cached_pages(fd, CACHED_HEAD_BYTES)  # nothing to do for a smaller file
+        release_cached_pages(fd)
     finally:
         os.close(fd)
 

@@ -93,16 +93,21 @@ class ParsedInstance:
 
 
 def parse_instance(
-    path: Path, *, require_image: bool = True, dataset: Dataset | None = None
+    path: Path,
+    *,
+    require_image: bool = True,
+    dataset: Dataset | None = None,
+    known: tuple[bytes, int] | None = None,
 ) -> ParsedInstance:
     """Return the index attributes and metadata of a Part 10 file, or raise InstanceRejected.
 
     ``dataset`` is the file's data set when the caller wrote the file from one in memory (the
     analysis outputs): its values are taken as they are instead of being read back, which for
-    a structured report's thousands of nested elements is most of the cost.
+    a structured report's thousands of nested elements is most of the cost. ``known``: the
+    file's head and size in memory, for a plain file (``parse_plain_file``).
     """
     if dataset is None:
-        plain = parse_plain_file(path, require_image=require_image)
+        plain = parse_plain_file(path, require_image=require_image, known=known)
         if plain is not None:
             return plain
     ds = dataset if dataset is not None else read_dataset(path)
@@ -117,11 +122,13 @@ def parse_instance(
     return _parsed(values, elements_to_json(elements), transfer_syntax)
 
 
-def parse_plain_file(path: Path, *, require_image: bool = True) -> ParsedInstance | None:
+def parse_plain_file(
+    path: Path, *, require_image: bool = True, known: tuple[bytes, int] | None = None
+) -> ParsedInstance | None:
     """Return what ``parse_instance`` returns for a plain file (see ``plain_header``) read
     without pydicom, or raise InstanceRejected; None for any other file (read it with
-    ``parse_instance``)."""
-    header = read_plain_header(path)
+    ``parse_instance``). ``known``: its head and size in memory (``read_plain_header``)."""
+    header = read_plain_header(path, known)
     if header is None:
         return None
     values = header.values

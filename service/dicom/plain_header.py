@@ -58,11 +58,18 @@ class _NotPlain(Exception):
     """The file is not one this reader reads exactly: pydicom reads it instead."""
 
 
-def read_plain_header(path: Path) -> PlainHeader | None:
-    """Return a file's header when it is a plain one (see the module), else None."""
-    with path.open("rb") as f:
-        head = f.read(HEAD_BYTES)
-        size = os.fstat(f.fileno()).st_size
+def read_plain_header(path: Path, known: tuple[bytes, int] | None = None) -> PlainHeader | None:
+    """Return a file's header when it is a plain one (see the module), else None.
+
+    ``known``: the file's first ``HEAD_BYTES`` (all of it, if shorter) and its size, kept in
+    memory by whoever wrote it: the file is not read.
+    """
+    if known is None:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+            size = os.fstat(f.fileno()).st_size
+    else:
+        head, size = known
     try:
         return _read(head, size)
     except (_NotPlain, struct.error, UnicodeDecodeError):

@@ -17,6 +17,7 @@ what the loop's stores spend most of their time waiting for.
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def store_received(
     handed_over = False
     try:
         parsed = (
-            parse_instance(received.path, require_image=require_image)
+            parse_instance(received.path, require_image=require_image, known=_known(received))
             if loop_database is None
             else _quick_parse(received, require_image)
         )
@@ -258,6 +259,7 @@ def _read_arrival(arrival: Arrival) -> ParsedInstance:
     """Parse a queued instance; one whose file cannot be read (its request gave up and
     removed it, say) is refused alone rather than failing the others' transaction."""
     try:
+        os.stat(arrival.received.path)  # its header is in memory: is the file still there?
         return _quick_parse(arrival.received, arrival.require_image)
     except OSError as exc:
         log.error("ingest.arrival_unreadable", error=type(exc).__name__)
@@ -286,18 +288,27 @@ def _quick_parse(received: ReceivedFile, require_image: bool) -> ParsedInstance:
     (decoded to be checked)."""
     if received.size > LOOP_MAX_STORE_BYTES:
         raise ThreadNeeded("a large instance")
-    plain = parse_plain_file(received.path, require_image=require_image)
+    plain = parse_plain_file(received.path, require_image=require_image, known=_known(received))
     if plain is not None:
         return plain
     dataset = _quick_dataset(received)
     return parse_instance(received.path, require_image=require_image, dataset=dataset)
 
 
+def _known(received: ReceivedFile) -> tuple[bytes, int] | None:
+    """A received file's head and size, when its writer kept the head in memory."""
+    return None if received.head is None else (received.head, received.size)
+
+
 def _quick_dataset(received: ReceivedFile) -> Dataset:
     """Read a file's data set with pydicom, for a store on the event loop (``_quick_parse``)."""
-    with received.path.open("rb") as f:
-        if DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.encode() in f.read(_HEAD_BYTES):
-            raise ThreadNeeded("a deflated data set")
+    if received.head is not None:
+        head = received.head[:_HEAD_BYTES]
+    else:
+        with received.path.open("rb") as f:
+            head = f.read(_HEAD_BYTES)
+    if DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.encode() in head:
+        raise ThreadNeeded("a deflated data set")
     dataset = read_dataset(received.path)
     meta = getattr(dataset, "file_meta", None)
     transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -328,7 +339,7 @@ def store_received_together(
     in_memory: Sequence[Dataset | None] = datasets or [None] * len(received)
     try:
         items = [
-            (r, parse_instance(r.path, require_image=require_image, dataset=ds))
+            (r, parse_instance(r.path, require_image=require_image, dataset=ds, known=_known(r)))
             for r, ds in zip(received, in_memory, strict=True)
         ]
     except InstanceRejected as rejected:

@@ -18,7 +18,6 @@ import os
 import sys
 from collections.abc import Callable
 
-CACHED_HEAD_BYTES = 64 << 10  # what storing an instance reads again: its header
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-out of dirty pages, do not wait
 
 
@@ -49,18 +48,18 @@ def start_writeback(fd: int) -> None:
         _start(fd)
 
 
-def release_cached_pages(fd: int, start: int) -> None:
-    """Drop a durable file's pages from ``start`` on from the page cache (a hint; the file's
-    bytes are on disk, so none is lost and a later read fetches them again).
+def release_cached_pages(fd: int) -> None:
+    """Drop a durable file's pages from the page cache (a hint; the file's bytes are on
+    disk, so none is lost and a later read fetches them again).
 
     An archive writes an instance once and reads it rarely: kept, each file's pages push
     more useful pages (the database's) out of the cache, and every new file's pages are
     taken from memory the system has not used lately. On this kind of virtual machine such
     pages cost the host a fault each when first touched: writing an 8 MB file cost 21 ms of
     CPU into fresh pages against 1.8 ms into pages just released (measured here, 320 files
-    in a row). Released pages are reused at once for the next file. The head, which storing
-    the instance reads again, stays.
+    in a row). Released pages are reused at once for the next file. Storing the instance
+    reads its header from memory (``ReceivedFile.head``), not from these pages.
     """
     if hasattr(os, "posix_fadvise"):
         with contextlib.suppress(OSError):  # a hint that failed: the pages stay cached
-            os.posix_fadvise(fd, start, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
