@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydicom.dataset import Dataset
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -51,17 +52,25 @@ def test_store_writes_who_what_when_and_from_where(
     assert row.token_pk is not None and row.user_pk is not None
 
 
-def test_refused_store_of_a_known_instance_is_logged_too(
-    client: TestClient, tokens: dict[Role, str], runtime: Runtime
-) -> None:
-    first = make_cr(seed=1)
+def stored_and_clashing(
+    client: TestClient, tokens: dict[Role, str], seed: int
+) -> tuple[Dataset, Dataset]:
+    """Store an instance; return it and another with its UIDs and other bytes (a conflict)."""
+    first = make_cr(seed=seed)
     stow(client, tokens[Role.INTEGRATION], [to_bytes(first)])
     clash = make_cr(
-        seed=2,
+        seed=seed + 1,
         sop_uid=first.SOPInstanceUID,
         study_uid=first.StudyInstanceUID,
         series_uid=first.SeriesInstanceUID,
     )
+    return first, clash
+
+
+def test_refused_store_of_a_known_instance_is_logged_too(
+    client: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    _first, clash = stored_and_clashing(client, tokens, seed=1)
     stow(client, tokens[Role.INTEGRATION], [to_bytes(clash)])
     actions = [row.action for row in log_rows(runtime)]
     assert actions == ["dicom.store", "dicom.store.refused"]
@@ -75,14 +84,7 @@ def test_a_refusal_the_log_cannot_take_still_answers_with_its_reason(
 ) -> None:
     # The database error that failed a store may fail the refusal's log row too: the client
     # still gets each instance's reason (a 409), not a server error.
-    first = make_cr(seed=3)
-    stow(client, tokens[Role.INTEGRATION], [to_bytes(first)])
-    clash = make_cr(
-        seed=4,
-        sop_uid=first.SOPInstanceUID,
-        study_uid=first.StudyInstanceUID,
-        series_uid=first.SeriesInstanceUID,
-    )
+    first, clash = stored_and_clashing(client, tokens, seed=3)
     real_record = access_log.record_request_access
 
     def failing(request: Any, principal: Any, action: str, **kwargs: Any) -> None:
