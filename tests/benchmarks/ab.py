@@ -14,14 +14,17 @@ is the median over the blocks, and the ratio compares the two medians. Server CP
 from /proc in 10 ms ticks: keep --per and --calls large enough for it to mean something.
 
 With ``--orthanc`` the base is Debian's Orthanc with its DICOMweb plugin, on SQLite made as
-durable as Vigil's (synchronous=FULL, as in ``ingest.py``): the same comparison as the
-benchmark's SQLite ratios, without the drift between its one-after-the-other runs.
+durable as Vigil's (synchronous=FULL, as in ``ingest.py``): the comparison behind the
+benchmark's SQLite ratios (which ``ingest.py`` also makes side by side, in blocks), with
+loads of your choosing.
 
 Both servers share the machine's memory: pages one releases are soon reused by the other.
 On this host a page of cache taken from memory not used lately costs a host fault, and
 Vigil releases its files' pages once they are on disk (``writeback.release_cached_pages``),
-so here Orthanc's writes land partly in pages Vigil released, which makes them cheaper than
-they are in ``ingest.py``, where the targets run one after another.
+so here Orthanc's writes can land in pages Vigil released. ``ingest.py`` runs its targets
+side by side too, so the same holds there. How much it matters is not known: a 3 s pause
+before each block (time for freed memory to go back to the host) left Orthanc's CPU per
+512² instance where it was (3.6 ms, 4 client threads; 2026-11-29).
 
 The base revision is checked out in a temporary git worktree and served with this virtual
 environment: its dependencies must be the ones installed here.

@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run it by hand from the repository root:
 
-    .venv/bin/python tests/benchmarks/ingest.py              # full run: ~3 min on 2 cores
+    .venv/bin/python tests/benchmarks/ingest.py              # full run: ~4 min on 2 cores
     .venv/bin/python tests/benchmarks/ingest.py --rounds 3   # best of 3, on a busy machine
     .venv/bin/python tests/benchmarks/ingest.py --small 100 --large 10 --skip-postgres
 
@@ -15,6 +15,15 @@ is not fsynced), so a small LD_PRELOAD shim switches it to FULL, the setting Vig
 After a short warm-up load, each server's processes are left to finish their start-up work
 (Vigil's analysis helper process loads its model for a few seconds of CPU) before anything
 is timed: the figures are steady-state ones.
+
+The targets on one index back end (Vigil and Orthanc on SQLite; then both on PostgreSQL) run
+at once and take turns: each measurement is split into blocks (``--blocks``, default 5) and
+the targets take the blocks in an order that rotates. On a shared host the speed of the
+machine drifts by a third or more from one minute to the next (steal time; memory the host
+has to fault back in), so measuring one target after the other compared the minutes more
+than the servers. Both servers' memory is shared: pages Vigil releases after its fsync are
+soon reused by Orthanc's writes, which is cheaper for Orthanc than new memory on this kind
+of host; no correction is made for it.
 
 Ratios are Vigil/Orthanc for throughput and Orthanc/Vigil for latency: a ratio of at least
 1.0 means Vigil is at least as fast.
@@ -42,6 +51,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -57,6 +67,7 @@ REPO = Path(__file__).resolve().parents[2]
 CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 BOUNDARY = "vigil-bench-boundary"
 INSTANCES_PER_STUDY = 10
+_T = TypeVar("_T")
 # Identity encoding on every request: compressing answers would measure zlib, not the servers.
 STOW_HEADERS = {
     "Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
@@ -334,7 +345,12 @@ def vigil_server(
         "file: written to .incoming/, fsync(file), rename into <study>/<series>/, "
         "fsync(series folder) and of each new parent folder",
         f"index: {index}",
-        "commits per instance: 1 (index rows and access-log row together)",
+        "commits: an instance's index rows and access-log row in one commit before its answer"
+        + (
+            ""
+            if postgres
+            else "; instances of concurrent requests that arrive together share one (group commit)"
+        ),
         f"reads: each QIDO/WADO call commits an access-log row before answering ({read_log})",
         "every call: its bearer token is looked up in the database",
         "analyses on arrival: off (VIGIL_AUTO_ANALYSE=false)",
@@ -467,6 +483,8 @@ def orthanc_server(
 
 @dataclass
 class StowRun:
+    """Timed STOW loads of one target, added up (its blocks: see ``bench_side_by_side``)."""
+
     instances: int
     megabytes: float
     seconds: float
@@ -530,6 +548,20 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         failures=[r[1] for r in results if r[1] is not None],
         server_cpu=server_cpu,
         client_cpu=client_cpu,
+    )
+
+
+def combined(runs: list[StowRun]) -> StowRun:
+    """Return the blocks of one target's measurement as one run: its rate is all instances
+    over all the seconds its blocks took."""
+    return StowRun(
+        instances=sum(r.instances for r in runs),
+        megabytes=sum(r.megabytes for r in runs),
+        seconds=sum(r.seconds for r in runs),
+        latencies=[t for r in runs for t in r.latencies],
+        failures=[f for r in runs for f in r.failures],
+        server_cpu=sum(r.server_cpu for r in runs),
+        client_cpu=sum(r.client_cpu for r in runs),
     )
 
 
@@ -598,30 +630,48 @@ class Latency:
     failures: list[str] = field(default_factory=list)
 
 
-def latency(
-    endpoint: Endpoint,
-    path: str,
-    headers: dict[str, str],
-    check: Callable[[httpx.Response], str | None],
-    calls: int,
-) -> Latency | str:
-    """Time `calls` GETs of one URL after 5 warm-up calls; a string says why it could not run."""
-    with httpx.Client(timeout=120, headers=endpoint.auth) as client:
-        first = client.get(f"{endpoint.dicomweb}{path}", headers=headers)
+class LatencyProbe:
+    """Timed GETs of one URL of one target over one keep-alive connection, in blocks."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        headers: dict[str, str],
+        check: Callable[[httpx.Response], str | None],
+    ) -> None:
+        self._client = httpx.Client(timeout=120, headers=endpoint.auth)
+        self._url = f"{endpoint.dicomweb}{path}"
+        self._headers = headers
+        self._check = check
+        self.times: list[float] = []
+        self.failures: list[str] = []
+
+    def warm_up(self) -> str | None:
+        """Make 5 untimed calls; return why the URL cannot be measured, if it cannot."""
+        first = self._client.get(self._url, headers=self._headers)
         if first.status_code in (404, 405, 501):
             return f"not available: HTTP {first.status_code} {first.text[:120]}"
         for _ in range(4):
-            client.get(f"{endpoint.dicomweb}{path}", headers=headers)
-        times: list[float] = []
-        failures: list[str] = []
+            self._client.get(self._url, headers=self._headers)
+        return None
+
+    def block(self, calls: int) -> None:
         for _ in range(calls):
             started = time.perf_counter()
-            response = client.get(f"{endpoint.dicomweb}{path}", headers=headers)
+            response = self._client.get(self._url, headers=self._headers)
             _ = response.content  # the whole body is read before the clock stops
-            times.append(time.perf_counter() - started)
-            if (problem := check(response)) is not None:
-                failures.append(problem)
-    return Latency(statistics.median(times), _p95(times), calls, failures)
+            self.times.append(time.perf_counter() - started)
+            if (problem := self._check(response)) is not None:
+                self.failures.append(problem)
+
+    def result(self) -> Latency:
+        return Latency(
+            statistics.median(self.times), _p95(self.times), len(self.times), self.failures
+        )
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def qido_check(response: httpx.Response) -> str | None:
@@ -686,62 +736,112 @@ class TargetResult:
     failures: int = 0
 
 
-def bench_target(endpoint: Endpoint, args: argparse.Namespace, seed: int) -> TargetResult:
-    """Return one server's STOW rates and QIDO/WADO latencies, printing details as it goes."""
-    result = TargetResult(endpoint)
-    factory = InstanceFactory(seed)
+def _blocks(total: int, blocks: int) -> list[int]:
+    """Split `total` items into at most `blocks` nearly equal, non-empty blocks."""
+    count = max(1, min(blocks, total))
+    return [total // count + (1 if i < total % count else 0) for i in range(count)]
 
-    def say(line: str) -> None:
-        print(f"  [{endpoint.name}] {line}", flush=True)
 
-    warm = stow(endpoint, factory.batch(INSTANCES_PER_STUDY, 512), 1)
-    if warm.failures:
-        say(f"warm-up STOW failed, nothing measured: {warm.failures[0]}")
-        result.failures += len(warm.failures)
-        return result
-    say(f"server processes quiet {wait_until_quiet(endpoint.pid):.1f} s after the warm-up")
-    kept: dict[int, Synthetic] = {}
+def _turns(items: list[_T], block: int) -> list[_T]:
+    """The order in which the targets take block number `block`: rotated each block, so
+    that no target is always first (or always right after another)."""
+    shift = block % len(items)
+    return items[shift:] + items[:shift]
+
+
+def _probe(endpoint: Endpoint, key: str, item: Synthetic) -> LatencyProbe:
+    """A QIDO search by the item's PatientID, or a WADO retrieve of the item."""
+    if key == "qido":
+        return LatencyProbe(
+            endpoint, f"/studies?PatientID={item.patient_id}", QIDO_HEADERS, qido_check
+        )
+    path = f"/studies/{item.study}/series/{item.series}/instances/{item.sop}"
+    return LatencyProbe(endpoint, path, WADO_HEADERS, wado_check(item.size))
+
+
+def bench_side_by_side(
+    endpoints: list[Endpoint], args: argparse.Namespace, seeds: list[int]
+) -> list[TargetResult]:
+    """Return the STOW rates and QIDO/WADO latencies of servers running at once, printing
+    details as it goes.
+
+    Every measurement is split into blocks (``--blocks``) and the targets take turns, block
+    by block, in an order that rotates: they run under the same machine conditions within
+    seconds of each other, and the host's drift (which moves one server's figures by a
+    third from one minute to the next on shared cores) lands on all of them alike. A target's
+    rate is all its instances over the seconds its blocks took; its latencies are the
+    median and 95th percentile of all its timed calls.
+    """
+    results = [TargetResult(e) for e in endpoints]
+    factories = [InstanceFactory(seed) for seed in seeds]
+
+    def say(result: TargetResult, line: str) -> None:
+        print(f"  [{result.endpoint.name}] {line}", flush=True)
+
+    live: list[int] = []
+    for number, result in enumerate(results):
+        warm = stow(result.endpoint, factories[number].batch(INSTANCES_PER_STUDY, 512), 1)
+        if warm.failures:
+            say(result, f"warm-up STOW failed, nothing measured: {warm.failures[0]}")
+            result.failures += len(warm.failures)
+        else:
+            live.append(number)
+    for number in live:
+        quiet = wait_until_quiet(results[number].endpoint.pid)
+        say(results[number], f"server processes quiet {quiet:.1f} s after the warm-up")
+    if not live:
+        return results
+    kept: list[dict[int, Synthetic]] = [{} for _ in results]
     for side, count, tag in ((512, args.small, "small"), (2048, args.large, "large")):
         for threads in (1, args.threads):
             if count <= 0:
                 continue
-            batch = factory.batch(count, side)
-            run = stow(endpoint, batch, threads)
+            runs: dict[int, list[StowRun]] = {number: [] for number in live}
+            for block, size in enumerate(_blocks(count, args.blocks)):
+                for number in _turns(live, block):
+                    batch = factories[number].batch(size, side)
+                    kept[number].setdefault(side, batch[0])
+                    runs[number].append(stow(results[number].endpoint, batch, threads))
+                    del batch
             mode = "sequential" if threads == 1 else f"{threads} threads"
-            say(f"STOW {side}² {mode}: {run.summary()}")
-            for failure in run.failures[:5]:
-                say(f"    failure: {failure}")
-            result.failures += len(run.failures)
-            result.values[f"stow_{tag}_{1 if threads == 1 else 'n'}"] = run.rate
-            kept.setdefault(side, batch[0])
-            del batch
-    if not kept:
-        return result
-    first = kept.get(512) or next(iter(kept.values()))
-    timed: list[tuple[str, str, dict[str, str], Callable[[httpx.Response], str | None]]] = [
-        ("qido", f"/studies?PatientID={first.patient_id}", QIDO_HEADERS, qido_check)
-    ]
-    for side, tag in ((512, "small"), (2048, "large")):
-        if (item := kept.get(side)) is not None:
-            path = f"/studies/{item.study}/series/{item.series}/instances/{item.sop}"
-            timed.append((f"wado_{tag}", path, WADO_HEADERS, wado_check(item.size)))
-    for key, path, headers, check in timed:
-        measured = latency(endpoint, path, headers, check, args.calls)
+            for number in live:
+                run = combined(runs[number])
+                say(results[number], f"STOW {side}² {mode}: {run.summary()}")
+                for failure in run.failures[:5]:
+                    say(results[number], f"    failure: {failure}")
+                results[number].failures += len(run.failures)
+                results[number].values[f"stow_{tag}_{1 if threads == 1 else 'n'}"] = run.rate
+    for key, side in (("qido", 512), ("wado_small", 512), ("wado_large", 2048)):
         label = key.replace("_", " ").upper().replace("SMALL", "512²").replace("LARGE", "2048²")
-        if isinstance(measured, str):
-            say(f"{label}: {measured}")
-            continue
-        say(
-            f"{label}: {measured.calls} calls, median {_ms(measured.median)}, "
-            f"p95 {_ms(measured.p95)}, {len(measured.failures)} failed"
-        )
-        for failure in measured.failures[:5]:
-            say(f"    failure: {failure}")
-        result.failures += len(measured.failures)
-        if not measured.failures:
-            result.values[f"{key}_median"] = measured.median * 1000
-            result.values[f"{key}_p95"] = measured.p95 * 1000
-    return result
+        probes: dict[int, LatencyProbe] = {}
+        for number in live:
+            item = kept[number].get(side)
+            if item is None:
+                continue
+            probe = _probe(results[number].endpoint, key, item)
+            if (problem := probe.warm_up()) is not None:
+                say(results[number], f"{label}: {problem}")
+                probe.close()
+                continue
+            probes[number] = probe
+        for block, calls in enumerate(_blocks(args.calls, args.blocks) if probes else []):
+            for number in _turns(list(probes), block):
+                probes[number].block(calls)
+        for number, probe in probes.items():
+            probe.close()
+            measured = probe.result()
+            say(
+                results[number],
+                f"{label}: {measured.calls} calls, median {_ms(measured.median)}, "
+                f"p95 {_ms(measured.p95)}, {len(measured.failures)} failed",
+            )
+            for failure in measured.failures[:5]:
+                say(results[number], f"    failure: {failure}")
+            results[number].failures += len(measured.failures)
+            if not measured.failures:
+                results[number].values[f"{key}_median"] = measured.median * 1000
+                results[number].values[f"{key}_p95"] = measured.p95 * 1000
+    return results
 
 
 # ----------------------------------------------------------------------------- report
@@ -844,9 +944,10 @@ def print_report(header: list[str], results: list[TargetResult], args: argparse.
     for item in missing:
         print(f"  not measured: {item}")
     print(
-        "\nThe targets ran one after another: on a machine whose speed drifts, a ratio near 1.0 "
-        "can land\neither side of it from run to run. `python -m tests.benchmarks.ab --orthanc` "
-        "serves Vigil and\nOrthanc (SQLite) at once and alternates the same loads between them."
+        f"\nThe targets on one back end ran at once, taking turns in {args.blocks} blocks per "
+        "measurement\n(order rotating): a drift of the machine's speed lands on both sides of a "
+        "ratio alike.\nOn a shared host a ratio near 1.0 can still land either side of it from "
+        "run to run."
     )
 
 
@@ -890,6 +991,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--large", type=int, default=100, help="2048² instances per mode")
     parser.add_argument("--threads", type=int, default=4, help="client threads (concurrent)")
     parser.add_argument("--calls", type=int, default=50, help="timed QIDO / WADO calls")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=5,
+        help="blocks each measurement is split into, the targets taking turns (default 5)",
+    )
     parser.add_argument(
         "--rounds", type=int, default=1, help="run every target N times; report each best value"
     )
@@ -960,21 +1067,48 @@ def main() -> None:
     # next target's every file cost more (about a fifth of a server's CPU, measured with
     # perf). No target pays for another's files now; a run started within a minute of
     # deleting many files still can.
+    groups: dict[str, list[tuple[str, Plan]]] = {}
+    for name, plan in plans:  # the targets on one index back end are measured side by side
+        groups.setdefault("PostgreSQL" if "PostgreSQL" in name else "SQLite", []).append(
+            (name, plan)
+        )
     with ExitStack() as kept_folders:
         for round_number in range(1, args.rounds + 1):
-            for number, (name, plan) in enumerate(plans):
+            for number, group in enumerate(groups.values()):
                 counter = f" (round {round_number} of {args.rounds})" if args.rounds > 1 else ""
-                print(f"\n{name}{counter}: starting a fresh server", flush=True)
-                tmp = kept_folders.enter_context(
-                    tempfile.TemporaryDirectory(prefix="vigil-bench-", dir=args.workdir)
-                )
-                try:
-                    with plan(Path(tmp)) as endpoint:
+                names = ", ".join(name for name, _plan in group)
+                print(f"\n{names}{counter}: starting fresh servers, side by side", flush=True)
+                with ExitStack() as servers:
+                    endpoints: list[Endpoint] = []
+                    for name, plan in group:
+                        tmp = kept_folders.enter_context(
+                            tempfile.TemporaryDirectory(prefix="vigil-bench-", dir=args.workdir)
+                        )
+                        try:
+                            endpoint = servers.enter_context(plan(Path(tmp)))
+                        except (
+                            RuntimeError,
+                            OSError,
+                            subprocess.CalledProcessError,
+                            psycopg.Error,
+                        ) as exc:
+                            print(
+                                f"  [{name}] not measured: {type(exc).__name__}: {exc}", flush=True
+                            )
+                            continue
                         print(f"  [{name}] pid {endpoint.pid}, {endpoint.dicomweb}", flush=True)
-                        seed = args.seed + 100 * round_number + number
-                        runs.setdefault(name, []).append(bench_target(endpoint, args, seed))
-                except (RuntimeError, OSError, subprocess.CalledProcessError, psycopg.Error) as exc:
-                    print(f"  [{name}] not measured: {type(exc).__name__}: {exc}", flush=True)
+                        endpoints.append(endpoint)
+                    seeds = [
+                        args.seed + 100 * round_number + 10 * number + i
+                        for i in range(len(endpoints))
+                    ]
+                    try:
+                        measured = bench_side_by_side(endpoints, args, seeds)
+                    except (RuntimeError, OSError, httpx.HTTPError, psycopg.Error) as exc:
+                        print(f"  [{names}] not measured: {type(exc).__name__}: {exc}", flush=True)
+                        continue
+                    for result in measured:
+                        runs.setdefault(result.endpoint.name, []).append(result)
     header.insert(3, f"loadavg:  {_loadavg()} at the end")
     print_report(header, [best_of(r, args.threads) for r in runs.values()], args)
 
