@@ -21,9 +21,9 @@ at once and take turns: each measurement is split into blocks (``--blocks``, def
 the targets take the blocks in an order that rotates. On a shared host the speed of the
 machine drifts by a third or more from one minute to the next (steal time; memory the host
 has to fault back in), so measuring one target after the other compared the minutes more
-than the servers. Both servers' memory is shared: pages Vigil releases after its fsync are
-soon reused by Orthanc's writes, which is cheaper for Orthanc than new memory on this kind
-of host; no correction is made for it.
+than the servers. Both servers' memory is shared: pages Vigil releases after its fsync can
+be reused by Orthanc's writes (how much that matters is not known: see ``ab.py``); no
+correction is made for it.
 
 Ratios are Vigil/Orthanc for throughput and Orthanc/Vigil for latency: a ratio of at least
 1.0 means Vigil is at least as fast.
@@ -811,11 +811,11 @@ def bench_side_by_side(
                     say(results[number], f"    failure: {failure}")
                 results[number].failures += len(run.failures)
                 results[number].values[f"stow_{tag}_{1 if threads == 1 else 'n'}"] = run.rate
-    for key, side in (("qido", 512), ("wado_small", 512), ("wado_large", 2048)):
+    for key, sides in (("qido", (512, 2048)), ("wado_small", (512,)), ("wado_large", (2048,))):
         label = key.replace("_", " ").upper().replace("SMALL", "512²").replace("LARGE", "2048²")
         probes: dict[int, LatencyProbe] = {}
         for number in live:
-            item = kept[number].get(side)
+            item = next((kept[number][s] for s in sides if s in kept[number]), None)
             if item is None:
                 continue
             probe = _probe(results[number].endpoint, key, item)
