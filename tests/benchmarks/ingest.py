@@ -25,6 +25,10 @@ than the servers. Both servers' memory is shared: pages Vigil releases after its
 be reused by Orthanc's writes (how much that matters is not known: see ``ab.py``); no
 correction is made for it.
 
+Each STOW line also says how the machine's CPUs spent that target's blocks (user, system,
+idle, I/O wait, steal, from /proc/stat): whether a server is held back by the machine (no CPU
+left idle) or by its own structure (CPUs idle while clients wait for it).
+
 Ratios are Vigil/Orthanc for throughput and Orthanc/Vigil for latency: a ratio of at least
 1.0 means Vigil is at least as fast.
 """
@@ -492,6 +496,7 @@ class StowRun:
     failures: list[str]
     server_cpu: float  # CPU seconds of the server's processes (not of PostgreSQL's)
     client_cpu: float
+    machine: MachineTicks  # how the whole machine's CPUs spent the run
 
     @property
     def rate(self) -> float:
@@ -504,8 +509,50 @@ class StowRun:
             f"{self.rate:.1f} inst/s, {self.megabytes / self.seconds:.0f} MB/s; per request "
             f"median {_ms(statistics.median(self.latencies))}, p95 {_ms(_p95(self.latencies))}; "
             f"CPU per instance: server {_ms(self.server_cpu / self.instances)}, "
-            f"benchmark client {_ms(self.client_cpu / self.instances)}"
+            f"benchmark client {_ms(self.client_cpu / self.instances)}; "
+            f"machine {self.machine.shares()}"
         )
+
+
+@dataclass(frozen=True)
+class MachineTicks:
+    """Clock ticks of all the machine's CPUs, by state (from /proc/stat), over some time.
+
+    Shows whether a load left CPUs idle (work serialized, or waiting for the clients) or
+    used them all, and what the host took (steal).
+    """
+
+    user: int = 0
+    system: int = 0
+    idle: int = 0
+    iowait: int = 0
+    steal: int = 0
+
+    @staticmethod
+    def now() -> MachineTicks:
+        """The ticks since boot."""
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        user, nice, system, idle, iowait, irq, softirq, steal = values
+        return MachineTicks(user + nice, system + irq + softirq, idle, iowait, steal)
+
+    def __add__(self, other: MachineTicks) -> MachineTicks:
+        return MachineTicks(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
+
+    def __sub__(self, other: MachineTicks) -> MachineTicks:
+        return MachineTicks(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
+
+    def shares(self) -> str:
+        total = sum(self._values()) or 1
+        return ", ".join(
+            f"{name} {100 * value / total:.0f}%"
+            for name, value in zip(
+                ("user", "system", "idle", "I/O wait", "steal"), self._values(), strict=True
+            )
+        )
+
+    def _values(self) -> tuple[int, int, int, int, int]:
+        return (self.user, self.system, self.idle, self.iowait, self.steal)
 
 
 def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRun:
@@ -532,10 +579,12 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         return time.perf_counter() - started, _stow_problem(response)
 
     server_cpu, client_cpu = tree_cpu_seconds(endpoint.pid), time.process_time()
+    machine = MachineTicks.now()
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(send, instances))
     seconds = time.perf_counter() - started
+    machine = MachineTicks.now() - machine
     server_cpu = tree_cpu_seconds(endpoint.pid) - server_cpu
     client_cpu = time.process_time() - client_cpu
     for c in clients:
@@ -548,6 +597,7 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         failures=[r[1] for r in results if r[1] is not None],
         server_cpu=server_cpu,
         client_cpu=client_cpu,
+        machine=machine,
     )
 
 
@@ -562,6 +612,7 @@ def combined(runs: list[StowRun]) -> StowRun:
         failures=[f for r in runs for f in r.failures],
         server_cpu=sum(r.server_cpu for r in runs),
         client_cpu=sum(r.client_cpu for r in runs),
+        machine=sum((r.machine for r in runs), MachineTicks()),
     )
 
 
