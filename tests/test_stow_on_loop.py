@@ -5,6 +5,7 @@ pixels must be compared). On PostgreSQL every store runs in a worker thread."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from service.db import sqlite_driver_transaction
 from service.dicom import archive as archive_module
 from service.dicom import store, stow_endpoints
+from service.dicom.multipart import MultipartRelatedReader
 from service.dicom.stow_response import FAILURE_DETAIL
 from service.middleware import requests_in_flight
 from service.orm import AccessLogEntry, Instance
@@ -28,7 +30,14 @@ from service.request_urls import request_base_url
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import POSTGRES_URL, bearer
-from tests.factories import make_cr, multipart_body, rg1_files, stow_headers, to_bytes
+from tests.factories import (
+    BOUNDARY,
+    make_cr,
+    multipart_body,
+    rg1_files,
+    stow_headers,
+    to_bytes,
+)
 
 IN_THREAD = "store_rest_and_queue_analyses"
 DICOM_ACCEPT = 'multipart/related; type="application/dicom"'
@@ -355,3 +364,31 @@ def test_the_base_url_is_starlettes(
     assert request_base_url(request, settings) == str(request.base_url).rstrip("/")
     configured = settings.model_copy(update={"base_url": "https://vigil.example.org"})
     assert request_base_url(request, configured) == "https://vigil.example.org"
+
+
+@pytest.mark.parametrize("in_thread", [True, False])
+def test_a_worker_thread_parses_the_last_chunks_as_one_buffer(
+    runtime: Runtime, in_thread: bool
+) -> None:
+    payload = to_bytes(make_cr(rows=64, columns=64))
+    body = multipart_body([payload])
+    cuts = [0, 7, 500, len(body) // 2, len(body) - 3, len(body)]  # boundaries cut apart too
+    chunks = [body[a:b] for a, b in itertools.pairwise(cuts)]
+    reader = MultipartRelatedReader(
+        boundary=BOUNDARY, archive=runtime.archive, max_part_bytes=1 << 30, max_parts=10
+    )
+    fed: list[int] = []
+    real_feed = reader.feed
+
+    def feed(chunk: bytes) -> None:
+        fed.append(len(chunk))
+        real_feed(chunk)
+
+    reader.feed = feed  # type: ignore[method-assign]
+    [part] = stow_endpoints._finish(reader, chunks, runtime.archive, sync=in_thread)
+
+    # In a worker thread each chunk's parse, hash and write would wait to take the GIL back.
+    assert fed == ([len(body)] if in_thread else [len(c) for c in chunks])
+    assert part.file is not None and part.file.synced is in_thread
+    assert part.file.path.read_bytes() == payload
+    part.file.path.unlink()

@@ -50,6 +50,7 @@ from tests.benchmarks.ingest import (
     WADO_HEADERS,
     Endpoint,
     InstanceFactory,
+    StowRun,
     Synthetic,
     orthanc_binary,
     orthanc_sqlite,
@@ -73,10 +74,17 @@ class Side:
     kept: Synthetic  # an instance stored before timing, for the reads
     speed: dict[str, list[float]] = field(default_factory=dict)  # inst/s, or ms per call
     cpu_ms: dict[str, list[float]] = field(default_factory=dict)  # server CPU per item
+    # STOW loads: the machine's idle share, and how busy the server's busiest thread was
+    idle: dict[str, list[float]] = field(default_factory=dict)
+    busiest: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, load: str, speed: float, cpu_ms: float) -> None:
         self.speed.setdefault(load, []).append(speed)
         self.cpu_ms.setdefault(load, []).append(cpu_ms)
+
+    def add_threads(self, load: str, run: StowRun) -> None:
+        self.idle.setdefault(load, []).append(run.machine.idle_share)
+        self.busiest.setdefault(load, []).append(run.busiest_thread_share)
 
 
 @contextmanager
@@ -126,6 +134,7 @@ def run_block(side: Side, load: str, factory: InstanceFactory, args: argparse.Na
         if run.failures:
             raise RuntimeError(f"{side.label}: {run.failures[0]}")
         side.add(load, run.rate, run.server_cpu / run.instances * 1000)
+        side.add_threads(load, run)
         return
     item, dicomweb = side.kept, endpoint.dicomweb
     if load == "wado":
@@ -165,6 +174,17 @@ def report(base: Side, head: Side, loads: list[str], *, against_orthanc: bool = 
             for load in loads
         ]
         print(f"\nVigil/Orthanc as ingest.py reports it (>= 1.0 meets the goal): {', '.join(goal)}")
+    if stow_loads := [load for load in loads if load.startswith("stow")]:
+        # A server whose busiest thread is on CPU nearly all the time while the machine
+        # idles waits for that thread (its event loop, say): more CPUs would not help it.
+        print("\nSTOW medians: machine idle; server's busiest thread on CPU (share of the time)")
+        for load in stow_loads:
+            cells = [
+                f"idle {statistics.median(side.idle[load]):.0%}, "
+                f"busiest thread {statistics.median(side.busiest[load]):.0%}"
+                for side in (base, head)
+            ]
+            print(f"{load:8} {cells[0]:>34} {cells[1]:>34}")
     print("\nper block (base | head):")
     for load in loads:
         values = [" ".join(f"{v:.1f}" for v in s.speed[load]) for s in (base, head)]

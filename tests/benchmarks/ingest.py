@@ -27,7 +27,9 @@ correction is made for it.
 
 Each STOW line also says how the machine's CPUs spent that target's blocks (user, system,
 idle, I/O wait, steal, from /proc/stat): whether a server is held back by the machine (no CPU
-left idle) or by its own structure (CPUs idle while clients wait for it).
+left idle) or by its own structure (CPUs idle while clients wait for it); and the share of the
+time its busiest thread was on a CPU (from /proc/<pid>/task): near 100%, that one thread (an
+event loop, say) is what the server waits for.
 
 Ratios are Vigil/Orthanc for throughput and Orthanc/Vigil for latency: a ratio of at least
 1.0 means Vigil is at least as fast.
@@ -497,10 +499,17 @@ class StowRun:
     server_cpu: float  # CPU seconds of the server's processes (not of PostgreSQL's)
     client_cpu: float
     machine: MachineTicks  # how the whole machine's CPUs spent the run
+    # CPU seconds of the server's busiest thread in each block (summed over blocks): near
+    # the run's seconds, that thread is what the server waits for (an event loop, say)
+    busiest_thread_cpu: float
 
     @property
     def rate(self) -> float:
         return (self.instances - len(self.failures)) / self.seconds
+
+    @property
+    def busiest_thread_share(self) -> float:
+        return self.busiest_thread_cpu / self.seconds
 
     def summary(self) -> str:
         ok = self.instances - len(self.failures)
@@ -510,7 +519,8 @@ class StowRun:
             f"median {_ms(statistics.median(self.latencies))}, p95 {_ms(_p95(self.latencies))}; "
             f"CPU per instance: server {_ms(self.server_cpu / self.instances)}, "
             f"benchmark client {_ms(self.client_cpu / self.instances)}; "
-            f"machine {self.machine.shares()}"
+            f"machine {self.machine.shares()}; "
+            f"busiest server thread on CPU {self.busiest_thread_share:.0%} of the time"
         )
 
 
@@ -541,6 +551,10 @@ class MachineTicks:
 
     def __sub__(self, other: MachineTicks) -> MachineTicks:
         return MachineTicks(*(a - b for a, b in zip(self._values(), other._values(), strict=True)))
+
+    @property
+    def idle_share(self) -> float:
+        return self.idle / (sum(self._values()) or 1)
 
     def shares(self) -> str:
         total = sum(self._values()) or 1
@@ -579,12 +593,14 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         return time.perf_counter() - started, _stow_problem(response)
 
     server_cpu, client_cpu = tree_cpu_seconds(endpoint.pid), time.process_time()
+    threads_before = tree_thread_ticks(endpoint.pid)
     machine = MachineTicks.now()
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(send, instances))
     seconds = time.perf_counter() - started
     machine = MachineTicks.now() - machine
+    threads_after = tree_thread_ticks(endpoint.pid)
     server_cpu = tree_cpu_seconds(endpoint.pid) - server_cpu
     client_cpu = time.process_time() - client_cpu
     for c in clients:
@@ -598,6 +614,11 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         server_cpu=server_cpu,
         client_cpu=client_cpu,
         machine=machine,
+        busiest_thread_cpu=max(
+            (ticks - threads_before.get(thread, 0) for thread, ticks in threads_after.items()),
+            default=0,
+        )
+        / os.sysconf("SC_CLK_TCK"),
     )
 
 
@@ -613,6 +634,7 @@ def combined(runs: list[StowRun]) -> StowRun:
         server_cpu=sum(r.server_cpu for r in runs),
         client_cpu=sum(r.client_cpu for r in runs),
         machine=sum((r.machine for r in runs), MachineTicks()),
+        busiest_thread_cpu=sum(r.busiest_thread_cpu for r in runs),
     )
 
 
@@ -624,6 +646,31 @@ def process_cpu_seconds(pid: int) -> float:
 
 def tree_cpu_seconds(pid: int) -> float:
     """Return the CPU seconds used so far by a process and its live descendants."""
+    total = 0.0
+    for current in _process_tree(pid):
+        try:
+            total += process_cpu_seconds(current)
+        except OSError:
+            continue  # the process ended meanwhile
+    return total
+
+
+def tree_thread_ticks(pid: int) -> dict[tuple[int, int], int]:
+    """Return the CPU clock ticks (user + system) used so far by each thread, (process id,
+    thread id), of a process and its live descendants."""
+    ticks: dict[tuple[int, int], int] = {}
+    for current in _process_tree(pid):
+        for stat in Path(f"/proc/{current}/task").glob("*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the thread or the process ended meanwhile
+            ticks[(current, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def _process_tree(pid: int) -> list[int]:
+    """Return a process and its live descendants."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -631,15 +678,12 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue  # the process ended meanwhile
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, [pid]
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
-        try:
-            total += process_cpu_seconds(current)
-        except OSError:
-            continue
+        tree.append(current)
         todo.extend(children.get(current, []))
-    return total
+    return tree
 
 
 def wait_until_quiet(pid: int, busy_share: float = 0.05, limit_s: float = 90.0) -> float:
