@@ -614,11 +614,7 @@ def stow(endpoint: Endpoint, instances: list[Synthetic], threads: int) -> StowRu
         server_cpu=server_cpu,
         client_cpu=client_cpu,
         machine=machine,
-        busiest_thread_cpu=max(
-            (ticks - threads_before.get(thread, 0) for thread, ticks in threads_after.items()),
-            default=0,
-        )
-        / os.sysconf("SC_CLK_TCK"),
+        busiest_thread_cpu=busiest_thread_seconds(threads_before, threads_after),
     )
 
 
@@ -667,6 +663,15 @@ def tree_thread_ticks(pid: int) -> dict[tuple[int, int], int]:
                 continue  # the thread or the process ended meanwhile
             ticks[(current, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
     return ticks
+
+
+def busiest_thread_seconds(
+    before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]
+) -> float:
+    """Return the CPU seconds of the thread that used the most between two
+    ``tree_thread_ticks``."""
+    used = (ticks - before.get(thread, 0) for thread, ticks in after.items())
+    return max(used, default=0) / os.sysconf("SC_CLK_TCK")
 
 
 def _process_tree(pid: int) -> list[int]:
