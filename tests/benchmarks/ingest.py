@@ -636,8 +636,13 @@ def combined(runs: list[StowRun]) -> StowRun:
 
 def process_cpu_seconds(pid: int) -> float:
     """Return the user + system CPU seconds a process has used (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_ticks(Path(f"/proc/{pid}/stat")) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(stat: Path) -> int:
+    """Return the user + system clock ticks in a process's or a thread's ``stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -658,10 +663,9 @@ def tree_thread_ticks(pid: int) -> dict[tuple[int, int], int]:
     for current in _process_tree(pid):
         for stat in Path(f"/proc/{current}/task").glob("*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                ticks[(current, int(stat.parent.name))] = _cpu_ticks(stat)
             except OSError:
                 continue  # the thread or the process ended meanwhile
-            ticks[(current, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
     return ticks
 
 
