@@ -50,6 +50,7 @@ from tests.benchmarks.ingest import (
     WADO_HEADERS,
     Endpoint,
     InstanceFactory,
+    LatencyProbe,
     StowRun,
     Synthetic,
     orthanc_binary,
@@ -108,19 +109,18 @@ def get_block(
     check: Callable[[httpx.Response], str | None],
 ) -> tuple[float, float]:
     """Return the median latency (ms) of `calls` GETs and the server CPU (ms) per call."""
-    times: list[float] = []
-    with httpx.Client(timeout=60, headers=endpoint.auth) as client:
-        client.get(url, headers=headers)  # the connection is open before the clock starts
+    probe = LatencyProbe(endpoint, url, headers, check)
+    try:
+        if (unavailable := probe.warm_up()) is not None:  # the connection is open by then
+            raise RuntimeError(f"{url}: {unavailable}")
         cpu = tree_cpu_seconds(endpoint.pid)
-        for _ in range(calls):
-            started = time.perf_counter()
-            response = client.get(url, headers=headers)
-            _ = response.content
-            times.append(time.perf_counter() - started)
-            if (problem := check(response)) is not None:
-                raise RuntimeError(f"{url}: {problem}")
+        probe.block(calls)
         cpu = tree_cpu_seconds(endpoint.pid) - cpu
-    return statistics.median(times) * 1000, cpu / calls * 1000
+    finally:
+        probe.close()
+    if probe.failures:
+        raise RuntimeError(f"{url}: {probe.failures[0]}")
+    return statistics.median(probe.times) * 1000, cpu / calls * 1000
 
 
 def _me_check(response: httpx.Response) -> str | None:

@@ -740,12 +740,12 @@ class LatencyProbe:
     def __init__(
         self,
         endpoint: Endpoint,
-        path: str,
+        url: str,
         headers: dict[str, str],
         check: Callable[[httpx.Response], str | None],
     ) -> None:
         self._client = httpx.Client(timeout=120, headers=endpoint.auth)
-        self._url = f"{endpoint.dicomweb}{path}"
+        self._url = url
         self._headers = headers
         self._check = check
         self.times: list[float] = []
@@ -856,11 +856,10 @@ def _turns(items: list[_T], block: int) -> list[_T]:
 def _probe(endpoint: Endpoint, key: str, item: Synthetic) -> LatencyProbe:
     """A QIDO search by the item's PatientID, or a WADO retrieve of the item."""
     if key == "qido":
-        return LatencyProbe(
-            endpoint, f"/studies?PatientID={item.patient_id}", QIDO_HEADERS, qido_check
-        )
-    path = f"/studies/{item.study}/series/{item.series}/instances/{item.sop}"
-    return LatencyProbe(endpoint, path, WADO_HEADERS, wado_check(item.size))
+        url = f"{endpoint.dicomweb}/studies?PatientID={item.patient_id}"
+        return LatencyProbe(endpoint, url, QIDO_HEADERS, qido_check)
+    url = f"{endpoint.dicomweb}/studies/{item.study}/series/{item.series}/instances/{item.sop}"
+    return LatencyProbe(endpoint, url, WADO_HEADERS, wado_check(item.size))
 
 
 def bench_side_by_side(
