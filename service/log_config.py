@@ -55,6 +55,9 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     # HTTP client libraries log full URLs, query strings included.
     for name in ("httpx", "httpx2", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # highdicom narrates every output it builds at INFO, naming the source's SOP Instance UID
+    # (seven lines per analysis): Vigil's own lines name no DICOM identifiers.
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

@@ -8,8 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.log_config import configure_logging
+from service.results.output_identity import OutputKind
 from service.settings import Settings
 from tests.factories import make_cr, to_bytes
+from tests.test_dicom_outputs import build, source
 from tests.test_stow import stow
 
 SECRET_NAME = "Zyxwvut^Patientname"
@@ -58,3 +61,15 @@ def test_an_unexpected_error_answers_500_without_a_traceback(
     assert "Traceback" not in response.text
     assert "request id" in body["detail"]
     assert response.headers["x-request-id"] in body["detail"]
+
+
+@pytest.mark.parametrize("kind", tuple(OutputKind))
+def test_building_an_output_logs_no_identifier_of_its_source(
+    capsys: pytest.CaptureFixture[str], kind: OutputKind
+) -> None:
+    configure_logging("INFO")
+    built = build("synthetic", kind)
+    logged = capsys.readouterr().err
+    assert built.SOPInstanceUID  # an output was built
+    assert source("synthetic").SOPInstanceUID not in logged
+    assert source("synthetic").StudyInstanceUID not in logged
