@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.auth import access_log
+from service.auth.endpoints import MAX_OFFSET
 from service.auth.roles import Role
 from service.dicom import stow_endpoints
 from service.orm import AccessLogEntry
@@ -127,3 +128,26 @@ def test_the_database_refuses_to_change_or_delete_log_rows(
         conn.execute(text(statement))
     [row] = log_rows(runtime)
     assert row.username == "svc-integration"
+
+
+@pytest.mark.parametrize("offset", [str(MAX_OFFSET + 1), "99999999999999999999", "-1"])
+def test_an_offset_out_of_range_is_refused_with_the_reason(
+    client: TestClient, tokens: dict[Role, str], offset: str
+) -> None:
+    response = client.get(
+        "/api/v1/access-log", params={"offset": offset}, headers=bearer(tokens[Role.ADMIN])
+    )
+    assert response.status_code == 422, response.text
+    assert "offset" in response.text
+
+
+def test_the_largest_offset_finds_no_rows(
+    client: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    stow(client, tokens[Role.INTEGRATION], [to_bytes(make_cr())])
+    response = client.get(
+        "/api/v1/access-log", params={"offset": MAX_OFFSET}, headers=bearer(tokens[Role.ADMIN])
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == []  # past the rows there are
+    assert log_rows(runtime)

@@ -26,6 +26,10 @@ def whoami(principal: AnyRole) -> WhoAmI:
     )
 
 
+# Past this the databases' 64-bit integers overflow; QIDO's offset stops at 18 digits too.
+MAX_OFFSET = 10**18 - 1
+
+
 @router.get("/access-log", response_model=list[AccessLogRow])
 def access_log(
     _principal: AccessLogReader,
@@ -34,7 +38,7 @@ def access_log(
     study: Annotated[str | None, Query(max_length=64)] = None,
     username: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[AccessLogRow]:
     """Newest first: who read or wrote which patient data, when and from where (admin only)."""
     rows = repository.list_access_log(
