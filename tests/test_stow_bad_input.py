@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -48,6 +49,25 @@ def without(keyword: str) -> bytes:
     ds = make_cr()
     delattr(ds, keyword)
     return to_bytes(ds)
+
+
+def meta_replaced(old: bytes, new: bytes) -> bytes:
+    """A good file with bytes of its file meta group replaced (same length: the group's
+    length stays right)."""
+    assert len(old) == len(new)
+    whole = to_bytes(make_cr())
+    at = whole.index(old)
+    assert at < 300  # inside the file meta group
+    return whole[:at] + new + whole[at + len(old) :]
+
+
+def not_a_transfer_syntax() -> bytes:
+    # Explicit VR Little Endian named as Basic Film Session SOP Class: a UID, no syntax.
+    return meta_replaced(b"1.2.840.10008.1.2.1\0", b"1.2.840.10008.5.1.1\0")
+
+
+def unknown_vr_in_meta() -> bytes:
+    return meta_replaced(b"\x02\x00\x10\x00UI", b"\x02\x00\x10\x00UB")
 
 
 def truncated_in_pixels() -> bytes:
@@ -134,6 +154,18 @@ def truncated_in_a_long_length() -> bytes:
             FailureReason.SOP_CLASS_NOT_SUPPORTED,
             "is not an image",
             id="non-image",
+        ),
+        pytest.param(
+            not_a_transfer_syntax(),
+            FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+            "is not supported",
+            id="not-a-transfer-syntax",
+        ),
+        pytest.param(
+            unknown_vr_in_meta(),
+            FailureReason.CANNOT_UNDERSTAND,
+            "cannot be parsed",
+            id="unknown-vr",
         ),
         pytest.param(
             undecodable_jpeg2000(),
@@ -296,3 +328,34 @@ def test_study_already_filed_under_another_patient_is_refused(
     assert len(reasons) == 2
     assert all("already stored for another PatientID" in r for r in reasons)
     assert instance_count(runtime) == 1
+
+
+@pytest.mark.parametrize(
+    "breaks",
+    [
+        pytest.param({"BitsStored": 240}, id="bits-stored-over-allocated"),
+        pytest.param({"PhotometricInterpretation": "MONOCHR<ME2"}, id="unknown-photometric"),
+    ],
+)
+def test_a_resend_whose_pixels_cannot_be_read_is_a_conflict(
+    client: TestClient, integration_token: str, runtime: Runtime, breaks: dict[str, Any]
+) -> None:
+    # The same instance with different bytes is compared by what it shows; when its pixels
+    # cannot be decoded, what it shows is unknown: a conflict, the stored copy kept.
+    first = make_cr(seed=3)
+    assert stow(client, integration_token, [to_bytes(first)]).status_code == 200
+    assert client.app.state.analysis.jobs.wait_idle(120)  # type: ignore[attr-defined]
+    before = {p: p.read_bytes() for p in archive_files(runtime)}
+    resend = make_cr(
+        seed=3,
+        study_uid=first.StudyInstanceUID,
+        series_uid=first.SeriesInstanceUID,
+        sop_uid=first.SOPInstanceUID,
+        **breaks,
+    )
+    response = stow(client, integration_token, [to_bytes(resend)])
+    assert response.status_code == 409, response.text
+    [(code, reason)] = failures(response.json())
+    assert code == FailureReason.DUPLICATE_SOP_INSTANCE
+    assert "already stored with different content" in reason
+    assert_unchanged(runtime, before)

@@ -510,3 +510,23 @@ def test_a_store_need_not_wait_for_a_rendering(
         store([to_bytes(make_cr())])  # would wait for the rendering if it held the lock
         finish.set()
         assert rendered.result(timeout=30).status_code == 200
+
+
+def test_metadata_and_search_give_nan_and_infinities_as_strings(get: Get, store: Store) -> None:
+    # FD and FL may hold IEEE 754 NaN and infinities; JSON numbers cannot.
+    ds = make_cr(
+        XAAcquisitionFrameRate=float("nan"),  # FD
+        DisplayedZValue=float("-inf"),  # FL
+        CenterOfCircularOutline=[1.5, float("inf")],  # FD, two values: the finite one stays
+    )
+    store([to_bytes(ds)])
+    url = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    response = get(f"{url}/instances/{ds.SOPInstanceUID}/metadata", "application/dicom+json")
+    assert response.status_code == 200, response.text
+    [attrs] = response.json()
+    assert attrs["001811B9"] == {"vr": "FD", "Value": ["NaN"]}
+    assert attrs["00182046"] == {"vr": "FL", "Value": ["-Infinity"]}
+    assert attrs["00181635"] == {"vr": "FD", "Value": [1.5, "Infinity"]}
+    found = get(f"{url}/instances?includefield=001811B9", "application/dicom+json")
+    assert found.status_code == 200, found.text
+    assert found.json()[0]["001811B9"]["Value"] == ["NaN"]

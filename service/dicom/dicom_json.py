@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import MutableSequence
 from typing import Any
 
@@ -27,6 +28,7 @@ _CHARACTER_SET = 0x00080005  # Specific Character Set: itself in the default rep
 _TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
+_FLOAT_VRS = frozenset({"DS", "FD", "FL"})
 _NUMBER_TYPES: dict[str, type[int] | type[float]] = {
     "DS": float, "FD": float, "FL": float,
     "IS": int, "SL": int, "SS": int, "SV": int, "UL": int, "US": int, "UV": int,
@@ -106,9 +108,26 @@ def _element_json(elem: DataElement) -> dict[str, Any]:
     if elem.VR == "SQ":
         items = [dataset_to_json(item) for item in elem.value]
         return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
-    return elem.to_json_dict(
-        bulk_data_element_handler=None, bulk_data_threshold=BULK_DATA_THRESHOLD
+    return _finite(
+        elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=BULK_DATA_THRESHOLD)
     )
+
+
+def _finite(attr: dict[str, Any]) -> dict[str, Any]:
+    """Return an attribute whose NaN and infinite numbers (valid in FL, FD and DS, not in
+    JSON) are the strings "NaN", "Infinity" and "-Infinity", which ``float()`` reads back."""
+    values = attr.get("Value")
+    if attr.get("vr") in _FLOAT_VRS and values and not all(_is_finite(v) for v in values):
+        attr["Value"] = [_json_number(v) for v in values]
+    return attr
+
+
+def _json_number(value: Any) -> Any:
+    if _is_finite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
 
 
 def _plain_json(elem: DataElement) -> dict[str, Any] | None:
@@ -129,7 +148,11 @@ def _plain_json(elem: DataElement) -> dict[str, Any] | None:
     values = list(value) if isinstance(value, MultiValue) else [value]
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return None
-    return {"vr": vr, "Value": [number(v) for v in values]} if values else {"vr": vr}
+    return _finite({"vr": vr, "Value": [number(v) for v in values]}) if values else {"vr": vr}
+
+
+def _is_finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _is_bulk(tag: int, item: DataElement | RawDataElement) -> bool:

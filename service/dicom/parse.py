@@ -239,6 +239,7 @@ def read_dataset(path: Path, *, defer_size: int | None = _DEFER_SIZE) -> Dataset
         KeyError,
         TypeError,
         struct.error,
+        NotImplementedError,  # a value representation pydicom does not know
     ) as exc:
         raise InstanceRejected(
             f"the file cannot be parsed as DICOM (truncated or malformed): {_short(exc)}",
@@ -282,18 +283,26 @@ def pixel_fingerprint(path: Path) -> str:
 
     Two files with the same fingerprint are the same instance, perhaps in another transfer
     syntax (RG1_UNCI and RG1_J2KI in pydicom-data are one image, two encodings).
+    Raises InstanceRejected when the file's attributes or pixels cannot be read (what it
+    shows is then unknown).
     """
     ds = read_dataset(path, defer_size=None)
     digest = hashlib.sha256()
-    for keyword in (
-        "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-        "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate",
-        "AccessionNumber", "Modality", "Rows", "Columns", "NumberOfFrames",
-    ):  # fmt: skip
-        digest.update(f"{keyword}={ds.get(keyword, '')}\n".encode())
-    if _PIXEL_DATA in ds:
-        for frame in iter_pixels(ds):
-            digest.update(np.ascontiguousarray(frame).tobytes())
+    try:
+        for keyword in (
+            "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+            "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate",
+            "AccessionNumber", "Modality", "Rows", "Columns", "NumberOfFrames",
+        ):  # fmt: skip
+            digest.update(f"{keyword}={ds.get(keyword, '')}\n".encode())
+        if _PIXEL_DATA in ds:
+            for frame in iter_pixels(ds):
+                digest.update(np.ascontiguousarray(frame).tobytes())
+    except Exception as exc:  # pydicom raises many kinds on malformed values (re-raised)
+        raise InstanceRejected(
+            f"the file's attributes or pixels cannot be read: {_short(exc)}",
+            FailureReason.CANNOT_UNDERSTAND,
+        ) from exc
     return digest.hexdigest()
 
 

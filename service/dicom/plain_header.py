@@ -34,6 +34,7 @@ _LONG_VRS = frozenset(
 )
 # Text values split at backslashes (PS3.5 6.2), padded with spaces or (UI) NULs.
 _STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI"})
+_META_VRS = frozenset({"AE", "LO", "OB", "SH", "UI", "UL", "UR"})  # those of group 0002
 _TEXT_VRS = frozenset({"LT", "ST"})  # one value each, backslashes included
 _BINARY_NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 _IS = re.compile(r"[+-]?[0-9]+")
@@ -113,6 +114,8 @@ def _file_meta(head: bytes, position: int) -> tuple[str, int]:
     end: int | None = None
     while position + 8 <= len(head) and head[position : position + 2] == b"\x02\x00":
         tag, vr, value_at, length = _element_at(head, position)
+        if vr not in _META_VRS:
+            raise _NotPlain  # not a file meta element's VR: pydicom's reader decides
         value = head[value_at : value_at + length]
         if tag == 0x00020000 and vr == "UL" and length == 4:
             end = value_at + 4 + _UNPACK_LONG(value)[0]

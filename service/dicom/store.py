@@ -312,7 +312,9 @@ def _quick_dataset(received: ReceivedFile) -> Dataset:
     dataset = read_dataset(received.path)
     meta = getattr(dataset, "file_meta", None)
     transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if transfer_syntax is not None and UID(str(transfer_syntax)).is_encapsulated:
+    uid = UID(str(transfer_syntax)) if transfer_syntax is not None else None
+    # A UID that names no transfer syntax is refused by the parse that follows.
+    if uid is not None and uid.is_transfer_syntax and uid.is_encapsulated:
         raise ThreadNeeded("encapsulated pixel data")
     return dataset
 
