@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import structlog
 
@@ -58,6 +59,12 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     # highdicom narrates every output it builds at INFO, naming the source's SOP Instance UID
     # (seven lines per analysis): Vigil's own lines name no DICOM identifiers.
     logging.getLogger("highdicom").setLevel(logging.WARNING)
+    # pydicom warns about, and logs, each malformed value it reads, quoting the value (UIDs,
+    # numbers, character sets): Vigil gives each refusal's reason itself. Its errors pass.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="pydicom")
+    # Other libraries' warnings become log lines (JSON), not bare text on stderr.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

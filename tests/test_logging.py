@@ -6,6 +6,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from pydicom.uid import ImplicitVRLittleEndian
 
 from service.app import create_app
 from service.log_config import configure_logging
@@ -73,3 +74,21 @@ def test_building_an_output_logs_no_identifier_of_its_source(
     assert built.SOPInstanceUID  # an output was built
     assert source("synthetic").SOPInstanceUID not in logged
     assert source("synthetic").StudyInstanceUID not in logged
+
+
+def test_values_a_library_finds_malformed_are_not_logged(
+    capsys: pytest.CaptureFixture[str], client: TestClient, integration_token: str
+) -> None:
+    # pydicom warns about (and logs) each malformed value it reads, quoting it: here a UID,
+    # which Vigil's own lines never name. Implicit VR: read by pydicom, not by Vigil's
+    # plain reader. Warnings are log lines too (JSON), not bare text.
+    ds = make_cr(FrameOfReferenceUID="1.2.840.99999.4242")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    payload = to_bytes(ds).replace(b"1.2.840.99999.4242", b"1.2.840.99999.42x2")
+    capsys.readouterr()  # what building it printed
+    response = stow(client, integration_token, [payload])
+    assert response.status_code == 200, response.text
+    logged = capsys.readouterr().err
+    assert "request.completed" in logged
+    assert "42x2" not in logged
+    assert all(line.startswith("{") for line in logged.splitlines() if line.strip())
