@@ -187,3 +187,22 @@ def test_a_non_image_and_missing_uids_are_refused_for_the_same_reasons(tmp_path:
     reason = _plain(path)
     assert isinstance(reason, str) and reason.startswith("pixel data holds 8192 bytes")
     assert reason == _pydicom(path)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"BitsStored": 240},
+        {"PhotometricInterpretation": "MONOCHR<ME2"},
+        {"PixelRepresentation": 7, "BitsAllocated": 12},
+        {"NumberOfFrames": 0},
+    ],
+    ids=["bits-stored", "photometric", "representation-and-allocated", "no-frames"],
+)
+def test_an_undecodable_pixel_description_is_refused_for_the_same_reasons(
+    tmp_path: Path, attributes: dict[str, Any]
+) -> None:
+    path = _write(tmp_path, make_cr(**attributes))
+    reason = _plain(path)
+    assert isinstance(reason, str) and reason.startswith("the pixel data cannot be decoded: ")
+    assert reason == _pydicom(path)

@@ -46,6 +46,16 @@ def _record(rows: Executes, outcome: StoreOutcome) -> None:
     )
 
 
+def _store(runtime: Runtime, data: bytes) -> StoreOutcome:
+    """Store one file as a request does, its access-log row recorded by ``_record``."""
+    return store_received(
+        session_factory=runtime.session_factory,
+        archive=runtime.archive,
+        received=received_file(runtime, data),
+        audit=_record,
+    )
+
+
 def _row(runtime: Runtime, sop_instance_uid: str) -> dict[str, Any]:
     with runtime.session_factory() as session:
         instance = session.scalars(
@@ -144,17 +154,9 @@ def test_a_resend_and_a_conflict_in_a_known_series_leave_the_stored_copy(
         seed=2,
     )
 
-    def store(data: bytes) -> StoreOutcome:
-        return store_received(
-            session_factory=runtime.session_factory,
-            archive=runtime.archive,
-            received=received_file(runtime, data),
-            audit=_record,
-        )
-
-    assert store(to_bytes(first)).status is StoreStatus.STORED
-    assert store(to_bytes(first)).status is StoreStatus.ALREADY_STORED
-    conflict = store(to_bytes(changed))
+    assert _store(runtime, to_bytes(first)).status is StoreStatus.STORED
+    assert _store(runtime, to_bytes(first)).status is StoreStatus.ALREADY_STORED
+    conflict = _store(runtime, to_bytes(changed))
     assert conflict.status is StoreStatus.FAILED
     assert "already stored with different content" in conflict.reason
     row = _row(runtime, first.SOPInstanceUID)
@@ -233,3 +235,25 @@ def test_a_new_series_is_created_as_a_session_creates_it(
     assert driver_patient["patient_name"] == "Roe^Ann"
     assert driver_study["accession_number"] == "ACC-9"
     assert driver_series["manufacturer"] == "Acme"
+
+
+def test_a_resend_conflicts_with_a_stored_copy_whose_pixels_cannot_be_decoded(
+    runtime: Runtime,
+) -> None:
+    # A copy stored before ingest checked pixel descriptions may not decode: what it shows
+    # is unknown, so a resend with other bytes is a conflict and the stored copy stays.
+    first = make_cr(seed=1)
+    uids = {
+        "study_uid": first.StudyInstanceUID,
+        "series_uid": first.SeriesInstanceUID,
+        "sop_uid": first.SOPInstanceUID,
+    }
+
+    assert _store(runtime, to_bytes(first)).status is StoreStatus.STORED
+    stored = runtime.archive.path(_row(runtime, first.SOPInstanceUID)["file_path"])
+    undecodable = to_bytes(make_cr(seed=1, BitsStored=240, **uids))
+    stored.write_bytes(undecodable)
+    conflict = _store(runtime, to_bytes(make_cr(seed=2, **uids)))
+    assert conflict.status is StoreStatus.FAILED
+    assert "already stored with different content" in conflict.reason
+    assert stored.read_bytes() == undecodable

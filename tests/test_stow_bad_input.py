@@ -167,6 +167,25 @@ def truncated_in_a_long_length() -> bytes:
             id="unknown-vr",
         ),
         pytest.param(
+            to_bytes(make_cr(BitsStored=240)),
+            FailureReason.CANNOT_UNDERSTAND,
+            "Bits Stored must be 1 to Bits Allocated",
+            id="bits-stored-over-allocated",
+        ),
+        pytest.param(
+            to_bytes(make_cr(PhotometricInterpretation="MONOCHR<ME2")),
+            FailureReason.CANNOT_UNDERSTAND,
+            'Photometric Interpretation "MONOCHR<ME2" is not one DICOM defines',
+            id="unknown-photometric",
+        ),
+        pytest.param(
+            to_bytes(make_cr(PixelRepresentation=7, BitsAllocated=12)),
+            FailureReason.CANNOT_UNDERSTAND,
+            "Bits Allocated must be 1 or a multiple of 8 up to 64; Pixel Representation must "
+            "be 0 or 1",
+            id="bad-pixel-description",
+        ),
+        pytest.param(
             undecodable_jpeg2000(),
             FailureReason.CANNOT_UNDERSTAND,
             "cannot be decoded",

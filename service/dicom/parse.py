@@ -389,6 +389,15 @@ def _check_pixels(
         reject(f"pixel data cannot be decoded ({uid.name}): {_short(exc)}")
 
 
+# PS3.3 C.7.6.3.1.2, retired ones included (pydicom decodes them).
+_PHOTOMETRIC_INTERPRETATIONS = frozenset(
+    {
+        "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422",
+        "YBR_ICT", "YBR_RCT", "HSV", "ARGB", "CMYK", "YBR_PARTIAL_422", "YBR_PARTIAL_420",
+    }
+)  # fmt: skip
+
+
 def _missing_pixel_description(values: _Values) -> str:
     for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
         if _integer(values, keyword) is None:
@@ -396,9 +405,37 @@ def _missing_pixel_description(values: _Values) -> str:
     return ""
 
 
+def _invalid_pixel_description(values: _Values) -> str:
+    """Return why the pixel description cannot describe decodable pixels, or "" (the checks
+    pydicom's decoders make: a file they refuse could be stored but never shown)."""
+    allocated = _integer(values, "BitsAllocated") or 0
+    stored = _integer(values, "BitsStored")
+    photometric = _text(values, "PhotometricInterpretation", 64)
+    samples = _integer(values, "SamplesPerPixel")
+    frames = _integer(values, "NumberOfFrames")
+    problems = {
+        "Bits Allocated must be 1 or a multiple of 8 up to 64": not 1 <= allocated <= 64
+        or (allocated != 1 and allocated % 8 != 0),
+        "Bits Stored must be 1 to Bits Allocated": stored is None or not 1 <= stored <= allocated,
+        "Rows and Columns must be 1 to 65535": not all(
+            1 <= (_integer(values, k) or 0) <= 0xFFFF for k in ("Rows", "Columns")
+        ),
+        "Number of Frames must be at least 1": frames is not None and frames < 1,
+        f'Photometric Interpretation "{photometric}" is not one DICOM defines': photometric
+        not in _PHOTOMETRIC_INTERPRETATIONS,
+        "Pixel Representation must be 0 or 1": _integer(values, "PixelRepresentation")
+        not in (0, 1),
+        "Samples per Pixel must be 1 or 3": samples not in (1, 3),
+        "Planar Configuration must be 0 or 1": samples == 3
+        and _integer(values, "PlanarConfiguration") not in (0, 1),
+    }
+    found = [problem for problem, present in problems.items() if present]
+    return f"the pixel data cannot be decoded: {'; '.join(found)}" if found else ""
+
+
 def _native_pixels_problem(values: _Values, length: int) -> str:
     """Return why native pixel data of ``length`` bytes cannot be read, or ""."""
-    missing = _missing_pixel_description(values)
+    missing = _missing_pixel_description(values) or _invalid_pixel_description(values)
     if missing:
         return missing
     rows, columns = _integer(values, "Rows") or 0, _integer(values, "Columns") or 0
