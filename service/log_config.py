@@ -43,7 +43,11 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,  # other libraries' exceptions as text
+            renderer,
+        ],
     )
     handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(formatter)
@@ -60,8 +64,10 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     # (seven lines per analysis): Vigil's own lines name no DICOM identifiers.
     logging.getLogger("highdicom").setLevel(logging.WARNING)
     # pydicom warns about, and logs, each malformed value it reads, quoting the value (UIDs,
-    # numbers, character sets): Vigil gives each refusal's reason itself. Its errors pass.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # numbers, character sets), and logs each decoder's failure with its traceback before it
+    # raises one error naming them all: Vigil reports that error itself (a refusal's reason,
+    # a failed analysis, a 406), so pydicom's own lines are left out.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="pydicom")
     # Other libraries' warnings become log lines (JSON), not bare text on stderr.
     logging.captureWarnings(True)

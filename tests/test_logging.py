@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,7 @@ from service.app import create_app
 from service.log_config import configure_logging
 from service.results.output_identity import OutputKind
 from service.settings import Settings
-from tests.factories import make_cr, to_bytes
+from tests.factories import make_cr, to_bytes, undecodable_jpeg2000
 from tests.test_dicom_outputs import build, source
 from tests.test_stow import stow
 
@@ -91,4 +92,33 @@ def test_values_a_library_finds_malformed_are_not_logged(
     logged = capsys.readouterr().err
     assert "request.completed" in logged
     assert "42x2" not in logged
+    assert all(line.startswith("{") for line in logged.splitlines() if line.strip())
+
+
+def test_a_library_exception_is_logged_as_json_text(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    try:
+        raise RuntimeError("the library failed")
+    except RuntimeError:
+        logging.getLogger("some.library").exception("it went wrong")
+    [line] = capsys.readouterr().err.splitlines()
+    entry = json.loads(line)
+    assert entry["event"] == "it went wrong"
+    assert entry["level"] == "error"
+    assert "RuntimeError: the library failed" in entry["exception"]
+    assert "exc_info" not in entry
+
+
+def test_a_decoder_failure_is_reported_once_by_vigil(
+    capsys: pytest.CaptureFixture[str], client: TestClient, integration_token: str
+) -> None:
+    # pydicom logs each decoder plugin's failure with its traceback, then raises one error
+    # naming them all: the refusal's reason says it; pydicom's own lines are left out.
+    payload = undecodable_jpeg2000()
+    capsys.readouterr()
+    response = stow(client, integration_token, [payload])
+    assert response.status_code == 409, response.text
+    logged = capsys.readouterr().err
+    assert "ingest.rejected" in logged
+    assert "J2K" not in logged
     assert all(line.startswith("{") for line in logged.splitlines() if line.strip())
