@@ -86,13 +86,9 @@ def test_values_a_library_finds_malformed_are_not_logged(
     ds = make_cr(FrameOfReferenceUID="1.2.840.99999.4242")
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     payload = to_bytes(ds).replace(b"1.2.840.99999.4242", b"1.2.840.99999.42x2")
-    capsys.readouterr()  # what building it printed
-    response = stow(client, integration_token, [payload])
-    assert response.status_code == 200, response.text
-    logged = capsys.readouterr().err
+    logged = stored_and_logged(capsys, client, integration_token, payload, 200)
     assert "request.completed" in logged
     assert "42x2" not in logged
-    assert all(line.startswith("{") for line in logged.splitlines() if line.strip())
 
 
 def test_a_library_exception_is_logged_as_json_text(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,10 +111,23 @@ def test_a_decoder_failure_is_reported_once_by_vigil(
     # pydicom logs each decoder plugin's failure with its traceback, then raises one error
     # naming them all: the refusal's reason says it; pydicom's own lines are left out.
     payload = undecodable_jpeg2000()
-    capsys.readouterr()
-    response = stow(client, integration_token, [payload])
-    assert response.status_code == 409, response.text
-    logged = capsys.readouterr().err
+    logged = stored_and_logged(capsys, client, integration_token, payload, 409)
     assert "ingest.rejected" in logged
     assert "J2K" not in logged
+
+
+def stored_and_logged(
+    capsys: pytest.CaptureFixture[str],
+    client: TestClient,
+    token: str,
+    payload: bytes,
+    status: int,
+) -> str:
+    """STOW one file, check the answer's status; return what the server logged meanwhile
+    (checked to be JSON lines only)."""
+    capsys.readouterr()  # what building the file printed
+    response = stow(client, token, [payload])
+    assert response.status_code == status, response.text
+    logged = capsys.readouterr().err
     assert all(line.startswith("{") for line in logged.splitlines() if line.strip())
+    return logged
