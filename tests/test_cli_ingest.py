@@ -120,3 +120,33 @@ def test_zip_over_the_total_size_limit_is_refused(
     assert "over the limit of 10000" in result.output
     assert instance_count(runtime) == 0
     assert archive_files(runtime) == []
+
+
+def test_damaged_zips_are_reported_and_the_other_inputs_ingested(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    def zipped(name: str, members: dict[str, bytes]) -> bytearray:
+        with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_DEFLATED) as zf:
+            for member, data in members.items():
+                zf.writestr(member, data)
+        return bytearray((tmp_path / name).read_bytes())
+
+    # A version this zipfile cannot read (the central directory's "version needed": 10.2).
+    future = zipped("future.zip", {"a.dcm": to_bytes(make_cr(seed=1, rows=32, columns=32))})
+    central = future.index(b"PK\x01\x02")
+    future[central + 6 : central + 8] = (102).to_bytes(2, "little")
+    (tmp_path / "future.zip").write_bytes(future)
+    # A member whose deflate stream is broken (an invalid block type), beside a good one.
+    good = to_bytes(make_cr(seed=2, rows=32, columns=32))
+    broken = zipped("broken.zip", {"broken.dcm": to_bytes(make_cr(seed=3)), "good.dcm": good})
+    data_at = 30 + len("broken.dcm")  # the first local header has no extra field
+    broken[data_at : data_at + 16] = b"\xff" * 16
+    (tmp_path / "broken.zip").write_bytes(broken)
+    result = ingest(settings, tmp_path / "future.zip", tmp_path / "broken.zip")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "future.zip: not a readable zip file: zip file version 10.2" in result.output
+    assert "broken.zip!broken.dcm: zip member cannot be read: Error -3" in result.output
+    assert "1 stored, 0 already stored, 2 failed (of 3)" in result.output
+    assert instance_count(runtime) == 1
+    assert list(runtime.archive.incoming.iterdir()) == []

@@ -6,13 +6,29 @@ would expand past the limits (a zip bomb) is refused before and while it is read
 
 from __future__ import annotations
 
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from service.dicom.archive import Archive, ReceivedFile
 from service.errors import PayloadTooLarge
+
+# What reading a damaged or unusual zip raises: besides BadZipFile, an unsupported version or
+# compression method (NotImplementedError), an encrypted member (RuntimeError), a corrupt
+# deflate stream (zlib.error), a name not in UTF-8 though flagged so (UnicodeDecodeError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    zlib.error,
+    struct.error,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ def count_items(paths: list[Path]) -> int:
                 try:
                     with zipfile.ZipFile(file) as zf:
                         total += max(1, sum(1 for i in zf.infolist() if not i.is_dir()))
-                except zipfile.BadZipFile:
+                except _ZIP_ERRORS:
                     total += 1
             else:
                 total += 1
@@ -81,7 +97,7 @@ def _receive_path(file: Path, archive: Archive, limits: SourceLimits) -> SourceI
 def _iter_zip(file: Path, archive: Archive, limits: SourceLimits) -> Iterator[SourceItem]:
     try:
         zf = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         yield SourceItem(str(file), error=f"not a readable zip file: {exc}")
         return
     with zf:
@@ -148,7 +164,7 @@ def _receive_member(
             label,
             error="zip member expands beyond its declared size or the limits (zip bomb?); skipped",
         )
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         writer.abort()
         return SourceItem(label, error=f"zip member cannot be read: {exc}")
     except BaseException:
