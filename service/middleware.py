@@ -9,7 +9,9 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.error_handlers import error_response
 from service.log_config import get_logger
+from service.text_values import NUL_REFUSED
 
 log = get_logger("service.request")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -51,6 +53,13 @@ class RequestContextMiddleware:
 
         _in_flight[0] += 1
         try:
+            if b"%00" in scope.get("query_string", b""):
+                # PostgreSQL cannot hold NUL in text: a search or filter carrying one failed
+                # its statement (a 500). Refused here for every route, on every database.
+                await error_response(400, "BadRequest", f"query parameters {NUL_REFUSED}")(
+                    scope, receive, send_with_id
+                )
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             _in_flight[0] -= 1

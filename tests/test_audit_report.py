@@ -291,6 +291,8 @@ def test_bad_input_gets_a_clear_error_and_an_empty_cohort_an_empty_report(
     assert malformed.status_code == 422 and "from" in malformed.json()["detail"]
     unexpected = client.post(REPORTS, json={"colour": "red"}, headers=auditor)
     assert unexpected.status_code == 422
+    nul = client.post(REPORTS, json={"site": "North\u0000"}, headers=auditor)
+    assert nul.status_code == 422 and "must not contain NUL" in nul.json()["detail"]
     empty = client.post(REPORTS, json={"site": "Nowhere"}, headers=auditor)
     assert empty.status_code == 200, empty.text
     body = empty.json()

@@ -448,3 +448,21 @@ def test_person_name_groups_and_base_url(
     assert study[RETRIEVE_URL]["Value"] == [
         f"https://pacs.example.org/vigil/dicomweb/studies/{ds.StudyInstanceUID}"
     ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/dicomweb/studies?PatientName=Doe%00",
+        "/dicomweb/series?Modality=%00",
+        "/api/v1/access-log?username=a%00b",
+        "/review/?modality=%00",
+    ],
+)
+def test_a_nul_in_the_query_string_is_refused_with_the_reason(
+    client: TestClient, tokens: dict[Role, str], url: str
+) -> None:
+    # PostgreSQL cannot hold NUL in text: such a search failed its statement there (a 500).
+    response = client.get(url, headers={"Authorization": f"Bearer {tokens[Role.ADMIN]}"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "query parameters must not contain NUL (0x00) characters"

@@ -148,6 +148,11 @@ def test_an_integration_viewer_may_record_and_read_decisions(
             400,
             "opened_at lies more than 7 days ago",
         ),
+        (
+            {"body": {"decision": "agree", "label": "nodule", "comment": "seen\u0000twice"}},
+            422,
+            "comment: Value error, must not contain NUL (0x00) characters",
+        ),
     ],
     ids=[
         "unknown-analysis",
@@ -163,6 +168,7 @@ def test_an_integration_viewer_may_record_and_read_decisions(
         "amends-unknown",
         "opened-in-future",
         "opened-long-ago",
+        "nul-in-comment",
     ],
 )
 def test_bad_input_gets_a_reason_and_changes_nothing(

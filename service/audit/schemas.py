@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.audit.report_cases import ReportFilters
 from service.orm import AuditReport, ReportStatus, SanityCheck
+from service.text_values import Text
 
 
 class ReportRequest(BaseModel):
@@ -23,8 +24,8 @@ class ReportRequest(BaseModel):
     date_to: date | None = Field(
         default=None, alias="to", description="Last day analysed (UTC), YYYY-MM-DD"
     )
-    model: str | None = Field(default=None, min_length=1, max_length=128)
-    site: str | None = Field(
+    model: Text | None = Field(default=None, min_length=1, max_length=128)
+    site: Text | None = Field(
         default=None, min_length=1, max_length=64, description="InstitutionName, exactly"
     )
     include_identifiers: bool = Field(

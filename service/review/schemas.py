@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.analysis.schemas import ModelIdentity
 from service.orm import Decision
+from service.text_values import Text
 
 MAX_COMMENT_CHARS = 2000
 MAX_MARKS = 20
@@ -41,9 +42,9 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decision: Decision
-    label: str = Field(min_length=1, max_length=64, description="The clinician's own finding")
+    label: Text = Field(min_length=1, max_length=64, description="The clinician's own finding")
     marks: list[Mark] = Field(default=[], max_length=MAX_MARKS)
-    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
+    comment: Text = Field(default="", max_length=MAX_COMMENT_CHARS)
     amends: uuid.UUID | None = None
     opened_at: datetime | None = Field(
         default=None, description="When the reviewer opened the study (for time to decision)"
