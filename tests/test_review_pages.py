@@ -381,3 +381,21 @@ def test_errors_are_pages_without_a_traceback(
             f"/review/analyses/{uuid.uuid4()}/image.bin", headers={"Accept": "application/json"}
         )
         assert scripted.status_code == 404 and scripted.json()["error"] == "NotFound"
+
+
+def test_a_nul_in_a_form_field_is_refused_with_the_reason(
+    web: TestClient, people: dict[Role, str], analyses: list[dict[str, Any]], runtime: Runtime
+) -> None:
+    # PostgreSQL cannot hold NUL in text: a login or a comment carrying one failed there.
+    refused = log_in(web, "someone\x00")
+    assert refused.status_code == 400 and "must not contain NUL (0x00) characters" in refused.text
+    logged_in(web, people, Role.CLINICIAN)
+    analysis_id = analyses[0]["id"]
+    page = web.get(f"/review/analyses/{analysis_id}")
+    response = decide(
+        web, analysis_id, page.text, decision="agree", label="nodule", comment="a\x00b"
+    )
+    assert response.status_code == 400
+    assert "must not contain NUL (0x00) characters" in response.text
+    with runtime.session_factory() as session:
+        assert session.scalars(select(Review)).all() == []

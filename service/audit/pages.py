@@ -27,11 +27,12 @@ from service.deps import SessionDep, SessionFactoryDep, SettingsDep, client_addr
 from service.errors import BadRequest, NotFound
 from service.orm import ReportStatus
 from service.review.rendering import BASE, render
+from service.text_values import Text
 
 router = APIRouter()
 PageAuditor = Annotated[PageLogin, Depends(require_page(Permission.AUDIT_REPORTS))]
 PageAuditForm = Annotated[PageLogin, Depends(require_page(Permission.AUDIT_REPORTS, post=True))]
-FormField = Annotated[str, Form(max_length=200)]
+FormField = Annotated[Text, Form(max_length=200)]
 _FILES = {
     "report.html": "text/html; charset=utf-8",
     "report.css": "text/css; charset=utf-8",

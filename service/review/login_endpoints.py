@@ -19,6 +19,7 @@ from service.errors import Forbidden, NotAuthenticated
 from service.log_config import get_logger
 from service.review.rendering import BASE, render
 from service.settings import Settings
+from service.text_values import Text
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -42,10 +43,10 @@ def login(
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
-    username: Annotated[str, Form(max_length=64)] = "",
-    password: Annotated[str, Form(max_length=1024)] = "",
-    csrf_token: Annotated[str, Form(max_length=256)] = "",
-    next: Annotated[str, Form(max_length=2048)] = "",
+    username: Annotated[Text, Form(max_length=64)] = "",
+    password: Annotated[Text, Form(max_length=1024)] = "",
+    csrf_token: Annotated[Text, Form(max_length=256)] = "",
+    next: Annotated[Text, Form(max_length=2048)] = "",
 ) -> Response:
     """Check the password, open a session and go where the person was headed."""
     nonce = request.cookies.get(NONCE_COOKIE, "")

@@ -24,11 +24,12 @@ from service.review.schemas import DecisionIn
 from service.review.study_view import DEFAULT_OVERLAYS, opened_at, study_context
 from service.review.view_files import ReviewViews
 from service.review.worklist import WorklistQuery
+from service.text_values import Text
 
 router = APIRouter()
 WorklistParams = Annotated[WorklistQuery, Query()]
 # Generous limits on raw fields: the decision's own rules (DecisionIn) give the reasons.
-RawField = Annotated[str, Form(max_length=20_000)]
+RawField = Annotated[Text, Form(max_length=20_000)]
 
 
 @router.get("/analyses/{analysis_id}", name="study")
