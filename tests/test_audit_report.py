@@ -291,6 +291,9 @@ def test_bad_input_gets_a_clear_error_and_an_empty_cohort_an_empty_report(
     assert malformed.status_code == 422 and "from" in malformed.json()["detail"]
     unexpected = client.post(REPORTS, json={"colour": "red"}, headers=auditor)
     assert unexpected.status_code == 422
+    for last_day in ("9999-12-31", "0001-01-01"):  # the calendar's ends: no overflow
+        ends = client.post(REPORTS, json={"to": last_day}, headers=auditor)
+        assert ends.status_code == 200, ends.text
     nul = client.post(REPORTS, json={"site": "North\u0000"}, headers=auditor)
     assert nul.status_code == 422 and "must not contain NUL" in nul.json()["detail"]
     empty = client.post(REPORTS, json={"site": "Nowhere"}, headers=auditor)

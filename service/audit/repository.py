@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, exists, select
@@ -43,9 +43,9 @@ def _filtered(query: Select[*_Ts], filters: ReportFilters) -> Select[*_Ts]:
     )
     if filters.date_from is not None:
         query = query.where(Analysis.created_at >= _start_of(filters.date_from))
-    if filters.date_to is not None:
+    if filters.date_to is not None and filters.date_to < date.max:  # date.max: no end
         # Inclusive: everything before the start of the next day.
-        query = query.where(Analysis.created_at < _start_of(filters.date_to) + timedelta(days=1))
+        query = query.where(Analysis.created_at < _start_of(filters.date_to + timedelta(days=1)))
     if filters.model is not None:
         query = query.where(Analysis.model_name == filters.model)
     if filters.site is not None:
