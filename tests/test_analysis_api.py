@@ -227,6 +227,29 @@ def test_a_corrupt_image_fails_alone_and_the_rest_of_the_study_completes(
     assert "cannot be decoded" in results[bad.SOPInstanceUID]["failure_reason"]
 
 
+def test_an_image_whose_file_is_gone_fails_with_a_reason_that_names_no_server_path(
+    api: TestClient, tokens: dict[Role, str], runtime: Runtime
+) -> None:
+    cr = make_cr(rows=64, columns=64, seed=3)
+    stow(api, tokens[Role.INTEGRATION], [to_bytes(cr)])
+    for analysis in analyses_of(api, tokens[Role.CLINICIAN], cr.StudyInstanceUID):
+        wait_done(api, tokens[Role.CLINICIAN], analysis["id"])
+    [stored] = list(runtime.archive.root.rglob(f"{cr.SOPInstanceUID}.dcm"))
+    stored.unlink()
+    answer = api.post(
+        f"/api/v1/studies/{cr.StudyInstanceUID}/analyses",
+        json={"methods": ["gradcampp"]},
+        headers=bearer(tokens[Role.INTEGRATION]),
+    ).json()
+    [requested] = [a for a in answer["analyses"] if a["sop_instance_uid"] == cr.SOPInstanceUID]
+    failed = wait_done(api, tokens[Role.CLINICIAN], requested["analysis_id"])
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == (
+        "the instance's file is missing from the archive; tell an admin"
+    )
+    assert str(runtime.archive.root) not in failed["failure_reason"]
+
+
 @pytest.mark.parametrize(
     ("study", "body", "status", "detail"),
     [

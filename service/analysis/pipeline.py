@@ -233,6 +233,15 @@ def decode(job: Job) -> Decoded:
         source = pydicom.dcmread(job.image_path, force=True)
         pixels = pixel_array(source, index=0)
         display = display_image(source, pixels)
+    except FileNotFoundError as exc:
+        raise AnalysisFailed(
+            "the instance's file is missing from the archive; tell an admin"
+        ) from exc
+    except OSError as exc:  # its text names the server's path: the reason does not
+        raise AnalysisFailed(
+            f"the instance's file cannot be read ({exc.strerror or type(exc).__name__}); "
+            "tell an admin"
+        ) from exc
     except Exception as exc:
         raise AnalysisFailed(f"the image cannot be decoded: {type(exc).__name__}: {exc}") from exc
     if display.ndim != 2:
