@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,27 @@ def test_a_decision_is_recorded_amended_and_listed_with_both_rows(
         assert rows[1].amends_pk == rows[0].id and rows[0].comment.startswith("Looks like")
         actions = session.scalars(select(AccessLogEntry.action)).all()
     assert actions.count("review.create") == 2 and "review.list" in actions
+
+
+def test_times_given_at_any_offset_read_back_as_the_same_moment_in_utc(
+    api: TestClient, tokens: dict[Role, str], analysis: dict[str, Any]
+) -> None:
+    """SQLite keeps no offset: a time at +05:00 was read back five hours off (and every
+    stored time came back without a zone there, where PostgreSQL's carried one)."""
+    opened = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
+    at_plus_five = opened.astimezone(timezone(timedelta(hours=5))).isoformat()
+    body = {"decision": "agree", "label": "nodule", "opened_at": at_plus_five}
+    made = post(api, tokens[Role.CLINICIAN], analysis["id"], body)
+    assert made.status_code == 201, made.text
+    [listed] = api.get(
+        f"/api/v1/analyses/{analysis['id']}/reviews", headers=bearer(tokens[Role.CLINICIAN])
+    ).json()
+    assert datetime.fromisoformat(listed["opened_at"]) == opened
+    assert listed["opened_at"].endswith("Z") and listed["created_at"].endswith("Z")
+    read = api.get(f"/api/v1/analyses/{analysis['id']}", headers=bearer(tokens[Role.CLINICIAN]))
+    for name in ("created_at", "started_at", "finished_at"):
+        moment = datetime.fromisoformat(read.json()[name])
+        assert moment.utcoffset() == timedelta(0), (name, read.json()[name])
 
 
 def test_an_integration_viewer_may_record_and_read_decisions(

@@ -9,7 +9,6 @@ measurement report here once the regions are known; all four are filed together.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +35,7 @@ SYSTEM = Principal(user_pk=None, username="system:analysis", role=Role.ADMIN)
 
 def output_identity(job: Job, model: LoadedModel) -> OutputIdentity:
     """Return what names the analysis's outputs: analysis, model, weights, creation time."""
-    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+    created = job.created_at  # timezone-aware, as every time read from the database
     return OutputIdentity(
         analysis_id=str(job.analysis_id),
         model_name=model.name,

@@ -113,7 +113,7 @@ def principal_of_holder(holder: TokenHolder | None, *, now: datetime | None = No
     now = now or utcnow()
     if holder.revoked_at is not None:
         raise NotAuthenticated("this API token was revoked")
-    if holder.expires_at is not None and _aware(holder.expires_at) <= now:
+    if holder.expires_at is not None and holder.expires_at <= now:
         raise NotAuthenticated("this API token has expired")
     if not holder.user_is_active:
         raise NotAuthenticated("the user of this API token is deactivated")
@@ -133,8 +133,3 @@ def revoke_token(*, session: Session, prefix: str) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
     return token
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)

@@ -96,7 +96,7 @@ def authenticate(*, session: Session, secret: str, now: datetime | None = None) 
     row, user = found
     if row.revoked_at is not None:
         raise LoginRequired("logged-out")
-    if _aware(row.expires_at) <= (now or utcnow()):
+    if row.expires_at <= (now or utcnow()):
         raise LoginRequired("expired")
     if not user.is_active or not allows(user.role, Permission.PAGES):
         raise LoginRequired("not-allowed")
@@ -104,7 +104,7 @@ def authenticate(*, session: Session, secret: str, now: datetime | None = None) 
         principal=Principal(user_pk=user.id, username=user.username, role=user.role),
         session_pk=row.id,
         csrf_token=row.csrf_token,
-        expires_at=_aware(row.expires_at),
+        expires_at=row.expires_at,
     )
 
 
@@ -118,8 +118,3 @@ def logout(*, session: Session, session_pk: uuid.UUID) -> None:
 @cache
 def _decoy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)

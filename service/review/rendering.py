@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
+from service.orm.base import as_utc
 
 BASE = "/review"  # where the pages are mounted
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -52,8 +54,7 @@ def moment(value: datetime | None) -> str:
     """Return a time as ``YYYY-MM-DD HH:MM:SS UTC`` (the server's clock, in UTC)."""
     if value is None:
         return "—"
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def duration(ms: int | None) -> str:

@@ -16,7 +16,7 @@ from service.analysis.schemas import ModelIdentity
 from service.auth.service import Principal
 from service.errors import BadRequest, Conflict, Forbidden, NotFound
 from service.orm import Analysis, AnalysisStatus, Instance, Review, ReviewChannel
-from service.orm.base import utcnow
+from service.orm.base import as_utc, utcnow
 from service.review import repository
 from service.review.schemas import NO_FINDING, OTHER_FINDING, DecisionIn, Mark, ReviewOut
 
@@ -67,7 +67,7 @@ def create(
     now = now or utcnow()
     elapsed_ms = None
     if decision.opened_at is not None:
-        opened = _aware(decision.opened_at)
+        opened = as_utc(decision.opened_at)
         if opened > now:
             raise BadRequest("opened_at lies in the future")
         if now - opened > MAX_OPEN:
@@ -131,8 +131,8 @@ def outs(analysis: Analysis, reviews: list[Review]) -> list[ReviewOut]:
             username=r.username,
             role=r.role,
             channel=r.channel,
-            created_at=_aware(r.created_at),
-            opened_at=None if r.opened_at is None else _aware(r.opened_at),
+            created_at=r.created_at,
+            opened_at=r.opened_at,
             time_to_decision_ms=r.time_to_decision_ms,
             model=model,
         )
@@ -161,8 +161,3 @@ def _check_amendment(
         )
     if repository.is_amended(session, amends):
         raise Conflict(f"decision {amends} was already amended: amend the newest one")
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
