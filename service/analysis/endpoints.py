@@ -30,7 +30,7 @@ from service.db import session_scope
 from service.deps import SessionDep, SessionFactoryDep
 from service.dicom import repository as archive
 from service.dicom.uids import is_valid_uid
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, NotFound, ServiceUnavailable
 from service.orm import Analysis, AnalysisStatus, Instance, Series, Study
 
 router = APIRouter(tags=["analyses"])
@@ -88,8 +88,11 @@ def request_analyses(
             for a in answers
         ]
         to_run = [a.analysis.id for a in answers if a.analysis and a.needs_enqueue]
-    for analysis_id in to_run:  # after the commit: a job never sees an uncommitted row
-        services.jobs.enqueue_analysis(analysis_id)
+    if not services.enqueue(to_run):  # after the commit: a job never sees an uncommitted row
+        raise ServiceUnavailable(
+            "the job broker cannot be reached: the analyses could not be queued (each is "
+            "recorded as failed with that reason); request them again"
+        )
     return RequestAnswer(
         study_instance_uid=study_instance_uid,
         model=ModelIdentity(

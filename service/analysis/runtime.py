@@ -18,9 +18,11 @@ from service.dicom.store import StoreOutcome, StoreStatus
 from service.inference.registry import ModelRegistry
 from service.log_config import get_logger
 from service.runtime import Runtime
-from service.worker.jobs import JobQueue
+from service.worker.jobs import JobQueue, JobsUnavailable
 
 log = get_logger(__name__)
+
+NOT_QUEUED = "it could not be queued: the job broker cannot be reached; request it again"
 
 
 @dataclass
@@ -63,8 +65,24 @@ class AnalysisServices:
                 if answer.analysis is not None and answer.created:
                     session.flush()
                     queued.append(answer.analysis.id)
-        for analysis_id in queued:  # after the commit: a job never sees an uncommitted row
-            self.jobs.enqueue_analysis(analysis_id)
+        self.enqueue(queued)  # after the commit: a job never sees an uncommitted row
+
+    def enqueue(self, analysis_ids: Sequence[uuid.UUID]) -> bool:
+        """Queue the analyses' jobs; return False when the job broker cannot take them: those
+        not queued are recorded as failed, with that reason (asking again retries them)."""
+        for sent, analysis_id in enumerate(analysis_ids):
+            try:
+                self.jobs.enqueue_analysis(analysis_id)
+            except JobsUnavailable as exc:
+                unsent = analysis_ids[sent:]
+                log.error("analysis.not_queued", reason=str(exc), count=len(unsent))
+                with session_scope(self.runtime.session_factory) as session:
+                    for failed in unsent:
+                        service.fail_unqueued(
+                            session=session, analysis_id=failed, reason=NOT_QUEUED
+                        )
+                return False
+        return True
 
     def close(self) -> None:
         self.jobs.close()

@@ -160,3 +160,15 @@ def finish(
     analysis.results = results
     analysis.finished_at = utcnow()
     return True
+
+
+def fail_unqueued(*, session: Session, analysis_id: uuid.UUID, reason: str) -> bool:
+    """Record a queued analysis whose job could not be queued as failed (asking again
+    retries it); return False for one a worker took meanwhile, or that finished."""
+    analysis = repository.get(session, analysis_id, for_update=True)
+    if analysis is None or analysis.status is not AnalysisStatus.QUEUED:
+        return False
+    analysis.status = AnalysisStatus.FAILED
+    analysis.failure_reason = reason
+    analysis.finished_at = utcnow()
+    return True

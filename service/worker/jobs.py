@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from service.log_config import get_logger
 
@@ -21,8 +22,14 @@ log = get_logger(__name__)
 RUN_ANALYSIS_TASK = "vigil.analysis.run"
 
 
+class JobsUnavailable(Exception):
+    """The job queue cannot take a job now (its broker cannot be reached)."""
+
+
 class JobQueue(Protocol):
-    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None: ...
+    def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
+        """Queue an analysis's job; raise JobsUnavailable when it cannot be queued."""
+        ...
 
     def others_waiting(self) -> bool:
         """Return whether analyses wait in this process behind the one running now."""
@@ -82,7 +89,13 @@ class CeleryJobs:
         self._app = app
 
     def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
-        self._app.send_task(RUN_ANALYSIS_TASK, args=[str(analysis_id)])
+        try:
+            # Celery retries the connection a few times (under a second) before giving up.
+            self._app.send_task(RUN_ANALYSIS_TASK, args=[str(analysis_id)])
+        except (OperationalError, OSError) as exc:
+            raise JobsUnavailable(
+                f"the job broker cannot be reached ({type(exc).__name__})"
+            ) from exc
 
     def others_waiting(self) -> bool:
         return False  # the broker's queue is not this process's to see
