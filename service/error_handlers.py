@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import VigilError
@@ -22,6 +26,14 @@ _HTTP_NAMES = {
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
 }
+# SQLite's errors that mean "not now" (its other OperationalErrors are the program's own).
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+RETRY_AFTER_S = 5
 
 
 def error_response(status_code: int, error: str, detail: str) -> JSONResponse:
@@ -55,10 +67,32 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")
-        log.exception("request.unexpected_error", error=type(exc).__name__)
-        response = error_response(
-            500, "InternalError", f"unexpected error; quote request id {request_id} to support"
-        )
+        if database_unavailable(exc):
+            # A retry may succeed (a restarted or busy database): say so, as a 503.
+            cause = exc.orig if isinstance(exc, OperationalError) else exc
+            log.error("request.database_unavailable", error=type(cause).__name__)
+            response = error_response(
+                503,
+                "ServiceUnavailable",
+                "the database cannot be reached or is busy; try again shortly "
+                f"(request id {request_id})",
+            )
+            response.headers["retry-after"] = str(RETRY_AFTER_S)
+        else:
+            log.exception("request.unexpected_error", error=type(exc).__name__)
+            response = error_response(
+                500, "InternalError", f"unexpected error; quote request id {request_id} to support"
+            )
         # This answer comes from outside the request middleware: add its id here.
         response.headers["x-request-id"] = request_id
         return response
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Whether an error means the database cannot serve now (down, restarting, locked,
+    full), rather than a fault in the request or the program. Errors come wrapped by
+    SQLAlchemy, or straight from psycopg (the token lookup's own connections)."""
+    error = exc.orig if isinstance(exc, OperationalError) else exc
+    if isinstance(error, sqlite3.OperationalError):
+        return str(error).lower().startswith(_SQLITE_UNAVAILABLE)
+    return isinstance(error, psycopg.OperationalError)
