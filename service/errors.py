@@ -59,3 +59,9 @@ class InvalidDicom(VigilError):
 
 class ServiceUnavailable(VigilError):
     status_code = 503
+
+
+class InsufficientStorage(VigilError):
+    """The archive's disk has no room for what was sent (nothing of it is kept)."""
+
+    status_code = 507

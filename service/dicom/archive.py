@@ -7,6 +7,7 @@ and its folder fsynced: a crash leaves either no file or a whole one, never half
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import tempfile
@@ -22,6 +23,14 @@ from service.errors import PayloadTooLarge
 
 INCOMING = ".incoming"
 WRITEBACK_STEP_BYTES = 1 << 20  # a large file's disk writing starts at each such step
+
+
+DISK_FULL_REASON = "no space left on the archive's disk"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the disk (or the user's quota on it) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)

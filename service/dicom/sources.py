@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from service.dicom.archive import Archive, ReceivedFile
+from service.dicom.archive import DISK_FULL_REASON, Archive, ReceivedFile, is_disk_full
 from service.errors import PayloadTooLarge
 
 # What reading a damaged or unusual zip raises: besides BadZipFile, an unsupported version or
@@ -90,6 +90,8 @@ def _receive_path(file: Path, archive: Archive, limits: SourceLimits) -> SourceI
     except PayloadTooLarge as exc:
         return SourceItem(str(file), error=exc.message)
     except OSError as exc:
+        if is_disk_full(exc):
+            return SourceItem(str(file), error=DISK_FULL_REASON)
         return SourceItem(str(file), error=f"cannot read: {exc.strerror or exc}")
     return SourceItem(str(file), received=received)
 
@@ -166,6 +168,8 @@ def _receive_member(
         )
     except _ZIP_ERRORS as exc:
         writer.abort()
+        if is_disk_full(exc):
+            return SourceItem(label, error=DISK_FULL_REASON)
         return SourceItem(label, error=f"zip member cannot be read: {exc}")
     except BaseException:
         writer.abort()

@@ -17,7 +17,7 @@ from service.auth.dependencies import DicomStorer
 from service.auth.service import Principal
 from service.db import Executes, session_scope
 from service.deps import ArchiveDep, SessionFactoryDep, SettingsDep
-from service.dicom.archive import Archive
+from service.dicom.archive import DISK_FULL_REASON, Archive, is_disk_full
 from service.dicom.failure import FailureReason
 from service.dicom.multipart import MultipartRelatedReader, ReceivedPart, parse_content_type
 from service.dicom.store import (
@@ -31,7 +31,12 @@ from service.dicom.store import (
 )
 from service.dicom.stow_response import stow_response
 from service.dicom.uids import is_valid_uid
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import (
+    BadRequest,
+    InsufficientStorage,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from service.log_config import get_logger
 from service.loop_database import LOOP_BUDGET_S, LoopDatabase, ThreadNeeded
 from service.middleware import requests_in_flight
@@ -217,6 +222,14 @@ async def _receive_parts(
             parts = await run_in_threadpool(_finish, reader, batch, archive, True, on_synced)
         else:
             parts = _finish(reader, batch, archive, sync=False)  # cheaper than a thread hop
+    except OSError as exc:
+        reader.discard()
+        if is_disk_full(exc):
+            log.error("stow.archive_disk_full", archive=str(archive.root))
+            raise InsufficientStorage(
+                f"{DISK_FULL_REASON}: nothing of this request was stored; tell an admin"
+            ) from exc
+        raise
     except BaseException:
         reader.discard()
         raise
