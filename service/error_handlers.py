@@ -67,16 +67,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")
-        if database_unavailable(exc):
-            # A retry may succeed (a restarted or busy database): say so, as a 503.
-            cause = exc.orig if isinstance(exc, OperationalError) else exc
-            log.error("request.database_unavailable", error=type(cause).__name__)
-            response = error_response(
-                503,
-                "ServiceUnavailable",
-                "the database cannot be reached or is busy; try again shortly "
-                f"(request id {request_id})",
-            )
+        if reason := unavailable_reason(exc, request_id):
+            response = error_response(503, "ServiceUnavailable", reason)
             response.headers["retry-after"] = str(RETRY_AFTER_S)
         else:
             log.exception("request.unexpected_error", error=type(exc).__name__)
@@ -86,6 +78,16 @@ def install_error_handlers(app: FastAPI) -> None:
         # This answer comes from outside the request middleware: add its id here.
         response.headers["x-request-id"] = request_id
         return response
+
+
+def unavailable_reason(exc: Exception, request_id: str) -> str | None:
+    """The reason to answer a 503 with (logged) when an error means the database cannot serve
+    now, where a retry may succeed; None for any other error."""
+    if not database_unavailable(exc):
+        return None
+    cause = exc.orig if isinstance(exc, OperationalError) else exc
+    log.error("request.database_unavailable", error=type(cause).__name__)
+    return f"the database cannot be reached or is busy; try again shortly (request id {request_id})"
 
 
 def database_unavailable(exc: Exception) -> bool:

@@ -19,9 +19,11 @@ from sqlalchemy.exc import OperationalError
 from service.app import create_app
 from service.auth.roles import Role
 from service.error_handlers import RETRY_AFTER_S, database_unavailable
+from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import POSTGRES_URL, bearer
 from tests.factories import make_cr, to_bytes
+from tests.review_support import add_people, log_in
 from tests.test_stow import stow
 
 
@@ -85,7 +87,7 @@ def connections_refused(url: str) -> Iterator[None]:
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="set VIGIL_TEST_DATABASE_URL for PostgreSQL")
 def test_a_database_that_cannot_be_reached_answers_503_and_then_recovers(
-    settings: Settings, tokens: dict[Role, str]
+    settings: Settings, tokens: dict[Role, str], runtime: Runtime
 ) -> None:
     stored, later = make_cr(), make_cr()
     instance_url = (
@@ -93,9 +95,14 @@ def test_a_database_that_cannot_be_reached_answers_503_and_then_recovers(
         f"/instances/{stored.SOPInstanceUID}"
     )
     reader = bearer(tokens[Role.CLINICIAN])
+    people = add_people(runtime, [Role.CLINICIAN])
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert stow(client, tokens[Role.INTEGRATION], [to_bytes(stored)]).status_code == 200
+        assert log_in(client, people[Role.CLINICIAN]).status_code == 303
         with connections_refused(settings.database_url):
+            page = client.get("/review")  # the login's session is looked up: an error page
+            assert page.status_code == 503 and "text/html" in page.headers["content-type"]
+            assert "the database cannot be reached or is busy" in page.text
             answers = [
                 client.get("/api/v1/me", headers=reader),
                 client.get("/dicomweb/studies", headers=reader),

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.audit import pages as audit_pages
 from service.auth.web_sessions import LoginRequired
+from service.error_handlers import RETRY_AFTER_S, unavailable_reason
 from service.errors import VigilError
 from service.log_config import get_logger
 from service.review import image_endpoints, login_endpoints, study_endpoints, worklist_endpoints
@@ -116,6 +117,11 @@ def _install_error_pages(pages: FastAPI) -> None:
     @pages.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", "")
+        if reason := unavailable_reason(exc, request_id):
+            response = error_page(request, 503, "ServiceUnavailable", reason)
+            response.headers["retry-after"] = str(RETRY_AFTER_S)
+            response.headers["x-request-id"] = request_id
+            return response
         log.exception("pages.unexpected_error", error=type(exc).__name__)
         response = error_page(
             request,
