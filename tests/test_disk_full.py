@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.auth.roles import Role
 from service.dicom.archive import IncomingWriter
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import bearer
 from tests.factories import make_cr, to_bytes
+from tests.model_bundles import TEST_CLASSIFIER, write_test_classifier
+from tests.test_analysis_api import analyses_of, wait_done
 from tests.test_cli_ingest import ingest
 from tests.test_stow import instance_count, stow
 
@@ -81,3 +84,25 @@ def test_ingest_to_a_full_disk_reports_each_input_without_a_traceback(
     assert "0 stored, 0 already stored, 2 failed (of 2)" in result.output
     assert instance_count(runtime) == 0
     assert list(runtime.archive.incoming.iterdir()) == []
+
+
+def test_an_analysis_whose_results_find_no_room_fails_with_that_reason(
+    settings: Settings, tokens: dict[Role, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("service.analysis.pipeline.save_maps", full)
+    write_test_classifier(tmp_path / "models")
+    with_model = settings.model_copy(
+        update={"models_dir": tmp_path / "models", "default_model": TEST_CLASSIFIER}
+    )
+    ds = make_cr(rows=64, columns=64)
+    with TestClient(create_app(with_model)) as api:
+        assert stow(api, tokens[Role.INTEGRATION], [to_bytes(ds)]).status_code == 200
+        [queued] = analyses_of(api, tokens[Role.CLINICIAN], ds.StudyInstanceUID)
+        failed = wait_done(api, tokens[Role.CLINICIAN], queued["id"])
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"] == (
+        "no space left on the server's disk for its results; tell an admin"
+    )

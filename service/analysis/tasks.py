@@ -12,6 +12,7 @@ from service.analysis import service as analysis_service
 from service.analysis.methods import ExplanationMethod, parse_methods
 from service.analysis.runtime import AnalysisServices
 from service.db import session_scope
+from service.dicom.archive import is_disk_full
 from service.log_config import get_logger
 
 log = get_logger(__name__)
@@ -57,8 +58,12 @@ def run_analysis(analysis_id: uuid.UUID, services: AnalysisServices) -> None:
     except AnalysisFailed as exc:
         failure = exc.reason
     except Exception as exc:
-        log.exception("analysis.crashed", analysis_id=str(analysis_id))
-        failure = f"internal error while analysing ({type(exc).__name__}); see the server log"
+        if is_disk_full(exc):
+            log.error("analysis.disk_full", analysis_id=str(analysis_id))
+            failure = "no space left on the server's disk for its results; tell an admin"
+        else:
+            log.exception("analysis.crashed", analysis_id=str(analysis_id))
+            failure = f"internal error while analysing ({type(exc).__name__}); see the server log"
     with session_scope(services.runtime.session_factory) as session:
         recorded = analysis_service.finish(
             session=session, analysis_id=analysis_id, results=results, failure_reason=failure
