@@ -248,6 +248,14 @@ def test_an_image_whose_file_is_gone_fails_with_a_reason_that_names_no_server_pa
         "the instance's file is missing from the archive; tell an admin"
     )
     assert str(runtime.archive.root) not in failed["failure_reason"]
+    overlay = api.get(
+        f"/api/v1/analyses/{failed['id']}/overlays/gradcampp.png",
+        headers=bearer(tokens[Role.CLINICIAN]),
+    )
+    assert overlay.status_code == 404
+    assert overlay.json()["detail"] == (
+        f"analysis {failed['id']} failed, so it has no images: {failed['failure_reason']}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -244,7 +244,7 @@ def test_an_analysis_that_is_not_done_cannot_be_reviewed(
         queued_id = str(queued.id)
     response = post(api, tokens[Role.CLINICIAN], queued_id, {"decision": "agree", "label": "x"})
     assert response.status_code == 409
-    assert "is queued: there is nothing to review yet" in response.json()["detail"]
+    assert "is queued: it has nothing to review yet" in response.json()["detail"]
     assert review_count(runtime) == 0
 
 

@@ -22,7 +22,7 @@ from service.analysis.schemas import (
     RequestAnswer,
     RequestedOut,
 )
-from service.analysis.views import analysis_out
+from service.analysis.views import analysis_out, not_done_reason
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import AnalysisReader, AnalysisRequester
 from service.auth.service import Principal
@@ -176,7 +176,7 @@ def _image(
     with factory() as session:
         analysis, _instance, _series, study = _found(session, analysis_id)
     if analysis.status is not AnalysisStatus.DONE:
-        raise NotFound(f"analysis {analysis_id} is {analysis.status.value}: no images yet")
+        raise NotFound(not_done_reason(analysis, "no images"))
     disclaimer = (analysis.results or {}).get("disclaimer", "")
     path = overlay_png(
         services.runtime.settings.results_path,

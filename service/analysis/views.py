@@ -7,7 +7,7 @@ from typing import Any
 from service.analysis.schemas import AnalysisOut, Finding, ModelIdentity, Region
 from service.inference.errors import ModelUnavailable
 from service.inference.registry import ModelRegistry
-from service.orm import Analysis, Instance, Series, Study
+from service.orm import Analysis, AnalysisStatus, Instance, Series, Study
 
 
 def analysis_out(
@@ -49,3 +49,11 @@ def _disclaimer(models: ModelRegistry, name: str) -> str:
         return models.get(name).disclaimer
     except ModelUnavailable:
         return ""
+
+
+def not_done_reason(analysis: Analysis, lacking: str) -> str:
+    """Why an analysis that is not done has no ``lacking`` (images, anything to review): not
+    yet, or never, with the failure's own reason."""
+    if analysis.status is AnalysisStatus.FAILED:
+        return f"analysis {analysis.id} failed, so it has {lacking}: {analysis.failure_reason}"
+    return f"analysis {analysis.id} is {analysis.status.value}: it has {lacking} yet"

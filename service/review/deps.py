@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from service.analysis.views import not_done_reason
 from service.dicom.archive import Archive
 from service.errors import NotFound
 from service.orm import Analysis, AnalysisStatus, Instance
@@ -22,7 +23,7 @@ ReviewViewsDep = Annotated[ReviewViews, Depends(get_review_views)]
 def view_target(archive: Archive, analysis: Analysis, instance: Instance) -> ViewTarget:
     """Return what the view files of a done analysis are made from; NotFound before it is."""
     if analysis.status is not AnalysisStatus.DONE:
-        raise NotFound(f"analysis {analysis.id} is {analysis.status.value}: no images yet")
+        raise NotFound(not_done_reason(analysis, "no images"))
     return ViewTarget(
         analysis_id=analysis.id,
         dicom_path=archive.path(instance.file_path),

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.analysis import repository as analyses
 from service.analysis.schemas import ModelIdentity
+from service.analysis.views import not_done_reason
 from service.auth.service import Principal
 from service.errors import BadRequest, Conflict, Forbidden, NotFound
 from service.orm import Analysis, AnalysisStatus, Instance, Review, ReviewChannel
@@ -38,9 +39,7 @@ def reviewable(session: Session, analysis_id: uuid.UUID) -> tuple[Analysis, Inst
         raise NotFound(f"no analysis {analysis_id}")
     analysis, instance, _series, _study = found
     if analysis.status is not AnalysisStatus.DONE:
-        raise Conflict(
-            f"analysis {analysis_id} is {analysis.status.value}: there is nothing to review yet"
-        )
+        raise Conflict(not_done_reason(analysis, "nothing to review"))
     return analysis, instance
 
 
