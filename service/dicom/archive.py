@@ -23,8 +23,6 @@ from service.errors import PayloadTooLarge
 
 INCOMING = ".incoming"
 WRITEBACK_STEP_BYTES = 1 << 20  # a large file's disk writing starts at each such step
-
-
 DISK_FULL_REASON = "no space left on the archive's disk"
 
 
