@@ -65,3 +65,7 @@ class InsufficientStorage(VigilError):
     """The archive's disk has no room for what was sent (nothing of it is kept)."""
 
     status_code = 507
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database did not answer (its driver's reason in the message, never the URL)."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import create_db_engine, create_session_factory
 from service.dicom.archive import Archive
+from service.errors import DatabaseUnreachable
 from service.log_config import get_logger
 from service.migrate import upgrade
 from service.settings import Settings
@@ -64,7 +65,7 @@ def read_log_engine(settings: Settings, engine: Engine) -> Engine:
 
 
 def wait_for_database(engine: Engine, attempts: int = 30, delay_s: float = 1.0) -> None:
-    """Return once the database answers; raise after ``attempts`` failed tries."""
+    """Return once the database answers; raise DatabaseUnreachable after ``attempts`` tries."""
     for attempt in range(1, attempts + 1):
         try:
             with engine.connect() as conn:
@@ -72,6 +73,10 @@ def wait_for_database(engine: Engine, attempts: int = 30, delay_s: float = 1.0) 
             return
         except Exception as exc:
             if attempt == attempts:
-                raise RuntimeError(f"database not reachable after {attempts} tries") from exc
+                cause = getattr(exc, "orig", None) or exc
+                reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+                raise DatabaseUnreachable(
+                    f"the database did not answer in {attempts} tries: {reason}"
+                ) from exc
             log.warning("db.waiting", attempt=attempt, error=type(exc).__name__)
             time.sleep(delay_s)

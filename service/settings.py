@@ -6,8 +6,10 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from service.bundled import bundled_dir
 
@@ -15,6 +17,9 @@ DEVELOPMENT_SECRET = "development-secret-change-me"  # noqa: S105 - the refused 
 # The model bundles that ship with Vigil (the checkout's models/ folder, or an installed
 # wheel's copy), found from here: `vigil serve` started in another folder has the demo model.
 SHIPPED_MODELS = bundled_dir("models")
+
+
+_DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 class Environment(StrEnum):
@@ -100,6 +105,7 @@ class Settings(BaseSettings):
     def _fill_paths_and_refuse_default_secret(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.var_dir / 'vigil.db').as_posix()}"
+        _check_database_url(self.database_url)
         if self.archive_dir is None:
             self.archive_dir = self.var_dir / "archive"
         if self.results_dir is None:
@@ -132,6 +138,30 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _check_database_url(value: str) -> None:
+    """Refuse a database URL Vigil cannot open, naming what it takes (never the URL itself:
+    it may hold a password)."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        url = None
+    if url is None or url.drivername not in _DATABASE_DRIVERS:
+        raise ValueError(
+            "VIGIL_DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE"
+        )
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """Say what is wrong with the settings, never with their values: those may be secrets
+    (pydantic's own text quotes the input, the secret key and database password included)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"VIGIL_{name}: {message}" if name else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 @lru_cache(maxsize=1)

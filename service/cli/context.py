@@ -11,15 +11,12 @@ from service.auth.service import Principal
 from service.errors import VigilError
 from service.log_config import configure_logging
 from service.runtime import Runtime, open_runtime
-from service.settings import Settings, get_settings
+from service.settings import get_settings
 
 
 def runtime_for_cli() -> Runtime:
-    """Return a migrated runtime; settings errors become a clear message, not a trace."""
-    try:
-        settings: Settings = get_settings()
-    except ValueError as exc:
-        raise click.ClickException(f"invalid settings: {exc}") from exc
+    """Return a migrated runtime (settings that cannot be read: see ``main.LazyCommands``)."""
+    settings = get_settings()
     configure_logging("WARNING", settings.log_json)
     return open_runtime(settings)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib
 
 import click
+from pydantic import ValidationError
+
+from service.errors import DatabaseUnreachable
 
 # Command name → (module, attribute), in the order ``--help`` lists them.
 COMMANDS = {
@@ -28,7 +31,20 @@ COMMANDS = {
 
 
 class LazyCommands(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use; settings that cannot be read, and a
+    database that does not answer, are reported as such (without the settings' values)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            from service.settings import describe_settings_error
+
+            raise click.ClickException(describe_settings_error(exc)) from None
+        except DatabaseUnreachable as exc:
+            raise click.ClickException(str(exc)) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)

@@ -7,7 +7,9 @@ import uvicorn
 
 from service.app import create_app
 from service.cli.context import runtime_for_cli
-from service.settings import Environment, get_settings
+from service.db import create_db_engine
+from service.runtime import wait_for_database
+from service.settings import Environment, Settings, get_settings
 
 
 @click.command()
@@ -28,6 +30,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
     """Serve the API and DICOMweb on HOST:PORT."""
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    _check_database(settings)
     if demo:
         _prepare_demo(host, port)
     if settings.environment is Environment.DEVELOPMENT and host not in ("127.0.0.1", "localhost"):
@@ -47,6 +50,16 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
             log_config=None,
             access_log=False,
         )
+
+
+def _check_database(settings: Settings) -> None:
+    """Wait for the database here: one that does not answer is then a one-line error
+    (``main.LazyCommands``), not a trace from the server's start-up."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        wait_for_database(engine)
+    finally:
+        engine.dispose()
 
 
 def _prepare_demo(host: str, port: int) -> None:

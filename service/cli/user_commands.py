@@ -14,6 +14,8 @@ from service.cli.context import fail, runtime_for_cli
 from service.db import session_scope
 from service.errors import VigilError
 
+MAX_EXPIRES_DAYS = 36500  # a century (far later dates leave the calendar: year 9999)
+
 ROLE_CHOICE = click.Choice([r.value for r in Role])
 
 
@@ -58,7 +60,12 @@ def tokens() -> None:
 @click.option("--role", type=ROLE_CHOICE, required=True)
 @click.option("--user", "username", default=None, help="Owner (default: svc-ROLE account).")
 @click.option("--name", default="", help="What the token is for, e.g. 'PACS router'.")
-@click.option("--expires-days", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--expires-days",
+    type=click.IntRange(min=1, max=MAX_EXPIRES_DAYS),
+    default=None,
+    help=f"Days until the token stops working (1 to {MAX_EXPIRES_DAYS}); default: never.",
+)
 def create_token(role: str, username: str | None, name: str, expires_days: int | None) -> None:
     """Create an API token and print it once (only its hash is stored)."""
     runtime = runtime_for_cli()
