@@ -4,6 +4,7 @@ DICOM outputs in the archive, failures that stay with their own image."""
 from __future__ import annotations
 
 import io
+import shutil
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from service.analysis import overlay_images
+from service.analysis.results_files import analysis_dir
 from service.app import create_app
 from service.auth.roles import Role
 from service.dicom.parse import parse_instance
@@ -147,7 +149,28 @@ def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
         headers=bearer(tokens[Role.CLINICIAN]),
     )
     assert missing.status_code == 404
-    assert "no occlusion overlay" in missing.json()["detail"]
+    assert missing.json()["detail"] == (
+        f"analysis {analysis['id']} has no occlusion overlay; it has: probability, gradcam"
+    )
+
+
+def test_an_overlay_whose_map_is_gone_says_so(
+    api: TestClient, tokens: dict[Role, str], analysis_settings: Settings
+) -> None:
+    """A results folder emptied by hand (or lost) is not 'no such overlay'."""
+    _, analysis, done = analysed_on_arrival(api, tokens)
+    assert done["status"] == "done"
+    shutil.rmtree(analysis_dir(analysis_settings.results_path, uuid.UUID(analysis["id"])))
+    for kind in ("overlays", "composite"):
+        gone = api.get(
+            f"/api/v1/analyses/{analysis['id']}/{kind}/gradcam.png",
+            headers=bearer(tokens[Role.CLINICIAN]),
+        )
+        assert gone.status_code == 404
+        assert gone.json()["detail"] == (
+            f"analysis {analysis['id']}'s gradcam map is missing from the results folder; "
+            "tell an admin"
+        )
 
 
 def test_dicom_outputs_join_the_source_study_and_read_back(

@@ -4,6 +4,7 @@ worklist's filters and the decision form's rules (the browser tests drive the sa
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from service.analysis.results_files import analysis_dir
 from service.app import create_app
 from service.auth.roles import Role
 from service.db import session_scope
@@ -381,6 +383,25 @@ def test_errors_are_pages_without_a_traceback(
             f"/review/analyses/{uuid.uuid4()}/image.bin", headers={"Accept": "application/json"}
         )
         assert scripted.status_code == 404 and scripted.json()["error"] == "NotFound"
+
+
+def test_an_overlay_whose_map_is_gone_from_the_results_folder_says_so(
+    web: TestClient,
+    people: dict[Role, str],
+    analyses: list[dict[str, Any]],
+    app_settings: Settings,
+) -> None:
+    logged_in(web, people, Role.CLINICIAN)
+    analysis_id = analyses[0]["id"]
+    shutil.rmtree(analysis_dir(app_settings.results_path, uuid.UUID(analysis_id)))
+    response = web.get(
+        f"/review/analyses/{analysis_id}/overlays/gradcam.png", headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 404
+    assert (
+        f"analysis {analysis_id}&#39;s gradcam map is missing from the results folder"
+        in response.text
+    )
 
 
 def test_a_nul_in_a_form_field_is_refused_with_the_reason(

@@ -22,7 +22,7 @@ from service.analysis.schemas import (
     RequestAnswer,
     RequestedOut,
 )
-from service.analysis.views import analysis_out, not_done_reason
+from service.analysis.views import analysis_out, no_overlay, not_done_reason
 from service.auth.access_log import record_request_access
 from service.auth.dependencies import AnalysisReader, AnalysisRequester
 from service.auth.service import Principal
@@ -186,7 +186,7 @@ def _image(
         caption=overlay_caption(analysis.model_name, analysis.model_version, disclaimer),
     )
     if path is None:
-        raise NotFound(f"analysis {analysis_id} has no {kind.value} overlay (not requested?)")
+        raise no_overlay(analysis_id, (analysis.results or {}).get("overlays", []), kind.value)
     action = "analysis.composite" if composite else "analysis.overlay"
     _log_read(None, principal, request, action, study.study_instance_uid, 1)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private"})

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from service.analysis.schemas import AnalysisOut, Finding, ModelIdentity, Region
+from service.errors import NotFound
 from service.inference.errors import ModelUnavailable
 from service.inference.registry import ModelRegistry
+from service.log_config import get_logger
 from service.orm import Analysis, AnalysisStatus, Instance, Series, Study
+
+log = get_logger(__name__)
 
 
 def analysis_out(
@@ -57,3 +63,16 @@ def not_done_reason(analysis: Analysis, lacking: str) -> str:
     if analysis.status is AnalysisStatus.FAILED:
         return f"analysis {analysis.id} failed, so it has {lacking}: {analysis.failure_reason}"
     return f"analysis {analysis.id} is {analysis.status.value}: it has {lacking} yet"
+
+
+def no_overlay(analysis_id: uuid.UUID, made: Sequence[str], kind: str) -> NotFound:
+    """The refusal of an overlay whose map is not in the results folder: one the analysis
+    never made (naming those it did), or one it made whose file has gone (logged)."""
+    if kind in made:
+        log.error("analysis.map_missing", analysis_id=str(analysis_id), kind=kind)
+        return NotFound(
+            f"analysis {analysis_id}'s {kind} map is missing from the results folder; tell an admin"
+        )
+    return NotFound(
+        f"analysis {analysis_id} has no {kind} overlay; it has: {', '.join(made) or 'none'}"
+    )

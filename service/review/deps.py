@@ -29,6 +29,7 @@ def view_target(archive: Archive, analysis: Analysis, instance: Instance) -> Vie
         dicom_path=archive.path(instance.file_path),
         rows=instance.rows or 0,
         columns=instance.columns or 0,
+        overlays=tuple((analysis.results or {}).get("overlays", ())),
     )
 
 

@@ -26,7 +26,7 @@ from service.analysis.results_files import (
     raw_map_path,
     write_atomically,
 )
-from service.errors import NotFound
+from service.analysis.views import no_overlay
 from service.log_config import get_logger
 from service.results.overlays import encode_png
 from service.results.regions import grid_regions, lung_zones
@@ -51,6 +51,7 @@ class ViewTarget:
     dicom_path: Path
     rows: int
     columns: int
+    overlays: tuple[str, ...] = ()  # the kinds of map the analysis made
 
 
 class ReviewViews:
@@ -85,7 +86,7 @@ class ReviewViews:
             if not (png.is_file() and legend_path.is_file()):
                 source = raw_map_path(self.root, target.analysis_id, kind.value)
                 if not source.is_file():
-                    raise NotFound(f"analysis {target.analysis_id} has no {kind.value} overlay")
+                    raise no_overlay(target.analysis_id, target.overlays, kind.value)
                 write_atomically(png, self._draw(target, kind, load_map(source), legend_path))
         return png, json.loads(legend_path.read_text())
 
