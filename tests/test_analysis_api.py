@@ -126,28 +126,25 @@ def test_filing_the_results_writes_their_access_log_rows(
     }
 
 
+def picture(api: TestClient, token: str, analysis_id: str, kind: str, path: str) -> Any:
+    """GET one of an analysis's pictures: ``path`` is "overlays" or "composite"."""
+    return api.get(f"/api/v1/analyses/{analysis_id}/{path}/{kind}.png", headers=bearer(token))
+
+
 def test_overlays_are_rgba_at_the_image_size_and_composites_rgb(
     api: TestClient, tokens: dict[Role, str]
 ) -> None:
     _, analysis, done = analysed_on_arrival(api, tokens)
+    token = tokens[Role.CLINICIAN]
     assert set(done["overlays"]) == {"gradcam", "probability"}
     for kind in done["overlays"]:
-        response = api.get(
-            f"/api/v1/analyses/{analysis['id']}/overlays/{kind}.png",
-            headers=bearer(tokens[Role.CLINICIAN]),
-        )
+        response = picture(api, token, analysis["id"], kind, "overlays")
         assert response.status_code == 200
         image = Image.open(io.BytesIO(response.content))
         assert image.mode == "RGBA" and image.size == (80, 96)
-        composite = api.get(
-            f"/api/v1/analyses/{analysis['id']}/composite/{kind}.png",
-            headers=bearer(tokens[Role.CLINICIAN]),
-        )
+        composite = picture(api, token, analysis["id"], kind, "composite")
         assert Image.open(io.BytesIO(composite.content)).size == (80, 96)
-    missing = api.get(
-        f"/api/v1/analyses/{analysis['id']}/overlays/occlusion.png",
-        headers=bearer(tokens[Role.CLINICIAN]),
-    )
+    missing = picture(api, token, analysis["id"], "occlusion", "overlays")
     assert missing.status_code == 404
     assert missing.json()["detail"] == (
         f"analysis {analysis['id']} has no occlusion overlay; it has: probability, gradcam"
@@ -161,11 +158,8 @@ def test_an_overlay_whose_map_is_gone_says_so(
     _, analysis, done = analysed_on_arrival(api, tokens)
     assert done["status"] == "done"
     shutil.rmtree(analysis_dir(analysis_settings.results_path, uuid.UUID(analysis["id"])))
-    for kind in ("overlays", "composite"):
-        gone = api.get(
-            f"/api/v1/analyses/{analysis['id']}/{kind}/gradcam.png",
-            headers=bearer(tokens[Role.CLINICIAN]),
-        )
+    for path in ("overlays", "composite"):
+        gone = picture(api, tokens[Role.CLINICIAN], analysis["id"], "gradcam", path)
         assert gone.status_code == 404
         assert gone.json()["detail"] == (
             f"analysis {analysis['id']}'s gradcam map is missing from the results folder; "
@@ -271,10 +265,7 @@ def test_an_image_whose_file_is_gone_fails_with_a_reason_that_names_no_server_pa
         "the instance's file is missing from the archive; tell an admin"
     )
     assert str(runtime.archive.root) not in failed["failure_reason"]
-    overlay = api.get(
-        f"/api/v1/analyses/{failed['id']}/overlays/gradcampp.png",
-        headers=bearer(tokens[Role.CLINICIAN]),
-    )
+    overlay = picture(api, tokens[Role.CLINICIAN], failed["id"], "gradcampp", "overlays")
     assert overlay.status_code == 404
     assert overlay.json()["detail"] == (
         f"analysis {failed['id']} failed, so it has no images: {failed['failure_reason']}"
