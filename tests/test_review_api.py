@@ -272,3 +272,20 @@ def test_regions_json_outlines_each_region_of_the_table(
     top_left = body["regions"][0]
     assert top_left["box"] == [0, 0, 27, 32]  # 80 / 3 and 96 / 3, rounded
     assert top_left["outline"] == [[0, 0], [0, 32], [27, 32], [27, 0]]
+
+
+def test_regions_of_lung_zones_whose_map_is_gone_are_not_drawn_as_a_grid(
+    api: TestClient, tokens: dict[Role, str], analysis: dict[str, Any], runtime: Runtime
+) -> None:
+    """Without the lungs map the outlines fell back to the grid, under zones' probabilities."""
+    with session_scope(runtime.session_factory) as session:
+        row = session.get(Analysis, uuid.UUID(analysis["id"]))
+        assert row is not None and row.results is not None
+        row.results = row.results | {"overlays": [*row.results["overlays"], "lungs"]}
+    response = api.get(
+        f"/api/v1/analyses/{analysis['id']}/regions.json", headers=bearer(tokens[Role.CLINICIAN])
+    )
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        f"analysis {analysis['id']}'s lungs map is missing from the results folder; tell an admin"
+    )

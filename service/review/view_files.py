@@ -98,6 +98,8 @@ class ReviewViews:
                 lungs = raw_map_path(self.root, target.analysis_id, OverlayKind.LUNGS.value)
                 if lungs.is_file():
                     source, named = "lung zones", lung_zones(load_map(lungs))
+                elif OverlayKind.LUNGS.value in target.overlays:  # found once, file gone
+                    raise no_overlay(target.analysis_id, target.overlays, OverlayKind.LUNGS.value)
                 else:
                     source, named = "grid", grid_regions(target.rows, target.columns)
                 shapes = [
