@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service import health
 from service.analysis.wiring import start_analysis_services
 from service.api import routers as api_routers
+from service.auth.login_throttle import LoginThrottle
 from service.auth.token_lookup import TokenLookup
 from service.dicom.endpoints import routers as dicomweb_routers
 from service.direct_routes import DirectRoutes
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.archive = runtime.archive
         app.state.analysis = analysis
         app.state.review_views = ReviewViews(settings.results_path)
+        app.state.login_throttle = LoginThrottle()
         app.state.loop_database = loop_database = open_loop_database(
             settings.database_url, durable_read_log=settings.durable_read_log
         )

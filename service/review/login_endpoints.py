@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from service.auth import web_sessions
+from service.auth.login_throttle import LoginThrottle
 from service.auth.page_dependencies import PageForm, PageUser
 from service.auth.roles import ROLE_PERMISSIONS, Permission, Role, allows
 from service.auth.signing import sign, unsign
@@ -57,18 +58,33 @@ def login(
             "Please try again."
         )
         return _login_page(request, settings, next=next, error=error, status_code=403)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = client_addr(request)
+    if wait_s := throttle.wait_s(address, username):
+        log.warning("pages.login_throttled", wait_s=wait_s)
+        minutes = -(-wait_s // 60)
+        error = (
+            f"Too many failed logins. Please wait {minutes} minute{'s' if minutes > 1 else ''} "
+            "before trying again, or ask an admin."
+        )
+        page = _login_page(request, settings, next=next, error=error, status_code=429)
+        page.headers["retry-after"] = str(wait_s)
+        return page
     try:
         opened, secret = web_sessions.login(
             session=session,
             username=username,
             password=password,
             lifetime=timedelta(minutes=settings.session_lifetime_minutes),
-            client_addr=client_addr(request),
+            client_addr=address,
         )
     except (NotAuthenticated, Forbidden) as exc:
+        if isinstance(exc, NotAuthenticated):
+            throttle.failed(address, username)
         log.info("pages.login_refused", reason=exc.message)
         message = exc.message[0].upper() + exc.message[1:] + "."
         return _login_page(request, settings, next=next, error=message, status_code=exc.status_code)
+    throttle.succeeded(username)
     role = opened.principal.role
     # Back to where the person was headed; one who may not review starts on their own page
     # (a link into the worklist would only be refused).
