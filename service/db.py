@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -17,9 +18,10 @@ try:
 except ImportError:  # not on Windows: SQLite's busy handler does the waiting there
     fcntl = None  # type: ignore[assignment]
 
+import psycopg
 from sqlalchemy import Connection, Engine, Executable, Insert, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.sqlite_compiled import (
@@ -316,3 +318,22 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
         finally:
             session.close()
+
+
+# SQLite's errors that mean "not now" (its other OperationalErrors are the program's own).
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Whether an error means the database cannot serve now (down, restarting, locked,
+    full), rather than a fault in the request or the program. Errors come wrapped by
+    SQLAlchemy, or straight from psycopg (the token lookup's own connections)."""
+    error = exc.orig if isinstance(exc, OperationalError) else exc
+    if isinstance(error, sqlite3.OperationalError):
+        return str(error).lower().startswith(_SQLITE_UNAVAILABLE)
+    return isinstance(error, psycopg.OperationalError)

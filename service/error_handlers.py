@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.db import database_unavailable
 from service.errors import VigilError
 from service.log_config import get_logger
 
@@ -26,13 +24,6 @@ _HTTP_NAMES = {
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
 }
-# SQLite's errors that mean "not now" (its other OperationalErrors are the program's own).
-_SQLITE_UNAVAILABLE = (
-    "database is locked",
-    "unable to open database file",
-    "disk i/o error",
-    "database or disk is full",
-)
 RETRY_AFTER_S = 5
 
 
@@ -88,13 +79,3 @@ def unavailable_reason(exc: Exception, request_id: str) -> str | None:
     cause = exc.orig if isinstance(exc, OperationalError) else exc
     log.error("request.database_unavailable", error=type(cause).__name__)
     return f"the database cannot be reached or is busy; try again shortly (request id {request_id})"
-
-
-def database_unavailable(exc: Exception) -> bool:
-    """Whether an error means the database cannot serve now (down, restarting, locked,
-    full), rather than a fault in the request or the program. Errors come wrapped by
-    SQLAlchemy, or straight from psycopg (the token lookup's own connections)."""
-    error = exc.orig if isinstance(exc, OperationalError) else exc
-    if isinstance(error, sqlite3.OperationalError):
-        return str(error).lower().startswith(_SQLITE_UNAVAILABLE)
-    return isinstance(error, psycopg.OperationalError)

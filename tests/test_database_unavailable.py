@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 
 from service.app import create_app
 from service.auth.roles import Role
-from service.error_handlers import RETRY_AFTER_S, database_unavailable
+from service.db import database_unavailable
+from service.error_handlers import RETRY_AFTER_S
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import POSTGRES_URL, bearer

@@ -15,11 +15,14 @@ from typing import Protocol
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from service.db import database_unavailable
 from service.log_config import get_logger
 
 log = get_logger(__name__)
 
 RUN_ANALYSIS_TASK = "vigil.analysis.run"
+# Waits before each new try of a job the database could not serve (about half a minute in all).
+DATABASE_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class JobsUnavailable(Exception):
@@ -41,11 +44,17 @@ class JobQueue(Protocol):
 class InProcessJobs:
     """One background thread runs jobs in arrival order (the embedded default)."""
 
-    def __init__(self, run: Callable[[uuid.UUID], None]) -> None:
+    def __init__(
+        self,
+        run: Callable[[uuid.UUID], None],
+        retry_delays_s: tuple[float, ...] = DATABASE_RETRY_DELAYS_S,
+    ) -> None:
         self._run = run
+        self._retry_delays_s = retry_delays_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-job")
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
+        self._closing = threading.Event()
 
     def enqueue_analysis(self, analysis_id: uuid.UUID) -> None:
         future = self._pool.submit(self._run_logged, analysis_id)
@@ -69,13 +78,28 @@ class InProcessJobs:
         return True
 
     def close(self) -> None:
+        self._closing.set()  # a job waiting to retry gives up now
         self._pool.shutdown(wait=True)
 
     def _run_logged(self, analysis_id: uuid.UUID) -> None:
-        try:
-            self._run(analysis_id)
-        except Exception:
-            log.exception("job.crashed", analysis_id=str(analysis_id))
+        """Run a job; one the database could not serve (a restart, a lock) is tried again
+        after each delay, as Celery's task is (``celery_tasks``): the job claims its analysis
+        again, so a retry is safe. Whatever still fails is logged, its analysis left to the
+        next start's resume."""
+        for delay_s in (*self._retry_delays_s, None):
+            try:
+                self._run(analysis_id)
+                return
+            except Exception as exc:
+                if delay_s is None or not database_unavailable(exc) or self._closing.is_set():
+                    log.exception("job.crashed", analysis_id=str(analysis_id))
+                    return
+                log.warning(
+                    "job.database_unavailable", analysis_id=str(analysis_id), retry_s=delay_s
+                )
+                if self._closing.wait(delay_s):
+                    log.warning("job.given_up_at_shutdown", analysis_id=str(analysis_id))
+                    return
 
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
