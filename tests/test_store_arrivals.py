@@ -51,15 +51,16 @@ def commits(loop_db: LoopDatabase, monkeypatch: pytest.MonkeyPatch) -> list[int]
 
 @pytest.fixture
 def synced_folders(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every folder fsynced by the archive, in order (files go through ``_fsync_file``)."""
+    """Every folder fsynced by the archive, in order (files' fsyncs release their pages)."""
     seen: list[Path] = []
-    real = archive_module._fsync_path
+    real = archive_module._fsync
 
-    def recorded(path: Path) -> None:
-        seen.append(path)
-        real(path)
+    def recorded(path: Path, *, release_pages: bool = False) -> None:
+        if not release_pages:
+            seen.append(path)
+        real(path, release_pages=release_pages)
 
-    monkeypatch.setattr(archive_module, "_fsync_path", recorded)
+    monkeypatch.setattr(archive_module, "_fsync", recorded)
     return seen
 
 
