@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from service.cli.main import cli
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
-from tests.factories import make_cr, rg1_files, to_bytes
+from tests.factories import make_cr, pydicom_test_file, rg1_files, to_bytes
 from tests.test_stow import archive_files, instance_count
 from tests.test_tokens_at_rest import cli_env
 
@@ -150,3 +152,66 @@ def test_damaged_zips_are_reported_and_the_other_inputs_ingested(
     assert "1 stored, 0 already stored, 2 failed (of 3)" in result.output
     assert instance_count(runtime) == 1
     assert list(runtime.archive.incoming.iterdir()) == []
+
+
+def test_a_named_pipe_or_device_is_refused_unread(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    # Reading either would not end: a pipe waits for a writer, /dev/zero never runs out (it
+    # filled the memory before the check); both are refused before they are opened.
+    os.mkfifo(tmp_path / "pipe.dcm")
+    result = ingest(settings, tmp_path / "pipe.dcm", Path("/dev/zero"))
+    assert result.exit_code == 1, result.output
+    assert "0 stored, 0 already stored, 2 failed (of 2)" in result.output
+    for name in ("pipe.dcm", "/dev/zero"):
+        assert f"{name}: not a regular file or folder (a device, pipe or socket)" in result.output
+    assert list(runtime.archive.incoming.iterdir()) == []
+
+
+def test_links_pipes_and_empty_folders_in_a_folder_are_skipped_and_named(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    [image] = write_instances(folder, 1)
+    (folder / "link.dcm").symlink_to(image)
+    (folder / "loop").symlink_to(folder)
+    os.mkfifo(folder / "pipe")
+    (tmp_path / "empty").mkdir()
+    result = ingest(settings, folder, tmp_path / "empty")
+    assert result.exit_code == 0, result.output
+    assert "1 stored, 0 already stored, 0 failed, 4 skipped (of 5)" in result.output
+    assert "skipped: " + str(folder / "link.dcm") + ": a symbolic link; not followed" in (
+        result.output
+    )
+    assert str(folder / "loop") + ": a symbolic link; not followed" in result.output
+    assert str(folder / "pipe") + ": not a regular file or folder" in result.output
+    assert str(tmp_path / "empty") + ": no files in this folder" in result.output
+    assert instance_count(runtime) == 1
+
+
+def test_a_media_dicomdir_is_skipped_not_failed(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    # A CD's folder: its DICOMDIR (the index of its files) beside the instances it lists.
+    medium = tmp_path / "cd"
+    write_instances(medium / "IMAGES", 2)
+    shutil.copy(pydicom_test_file("dicomdirtests/DICOMDIR"), medium / "DICOMDIR")
+    result = ingest(settings, medium)
+    assert result.exit_code == 0, result.output
+    assert "2 stored, 0 already stored, 0 failed, 1 skipped (of 3)" in result.output
+    assert "DICOMDIR: a DICOMDIR: the index of a medium's files" in result.output
+    assert instance_count(runtime) == 2
+
+
+def test_a_zip_cut_short_is_named_damaged(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        zf.writestr("a.dcm", to_bytes(make_cr(seed=1, rows=32, columns=32)))
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[:200])  # no central directory: not a zip to zipfile
+    result = ingest(settings, cut)
+    assert result.exit_code == 1, result.output
+    assert "cut.zip: a damaged zip file: its central directory is missing" in result.output
+    assert instance_count(runtime) == 0

@@ -155,6 +155,12 @@ def truncated_in_a_long_length() -> bytes:
             id="non-image",
         ),
         pytest.param(
+            pydicom_test_file("dicomdirtests/DICOMDIR").read_bytes(),
+            FailureReason.SOP_CLASS_NOT_SUPPORTED,
+            "a DICOMDIR: the index of a medium's files",
+            id="dicomdir",
+        ),
+        pytest.param(
             not_a_transfer_syntax(),
             FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
             "is not supported",

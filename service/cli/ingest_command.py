@@ -40,10 +40,13 @@ def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
     finally:
         analysis.close()
         runtime.close()
+    skipped = f", {len(summary.skipped)} skipped" if summary.skipped else ""
     click.echo(
         f"{summary.stored} stored, {summary.already_stored} already stored, "
-        f"{len(summary.failed)} failed (of {summary.total})"
+        f"{len(summary.failed)} failed{skipped} (of {summary.total})"
     )
+    for label, reason in summary.skipped:
+        click.echo(f"  skipped: {label}: {reason}")
     for label, reason in summary.failed:
         click.echo(f"  failed: {label}: {reason}", err=True)
     if summary.failed:

@@ -91,7 +91,9 @@ class IncomingWriter:
         if self.too_large:
             self.path.unlink(missing_ok=True)
             raise PayloadTooLarge(
-                f"instance is {self.size} bytes, over the limit of {self._max_bytes} bytes"
+                # Reading stops at the limit: the size is a lower bound.
+                f"instance is over the limit of {self._max_bytes} bytes ({self.size} bytes "
+                "read before it was stopped)"
             )
         return ReceivedFile(self.path, self.size, self._hash.hexdigest(), head=bytes(self._head))
 

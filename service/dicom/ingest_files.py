@@ -11,6 +11,7 @@ from service.auth.service import Principal
 from service.db import Executes
 from service.dicom.sources import SourceItem, SourceLimits, iter_items
 from service.dicom.store import StoreOutcome, StoreStatus, store_received
+from service.dicom.uids import MEDIA_STORAGE_DIRECTORY_STORAGE
 from service.runtime import Runtime
 
 
@@ -18,11 +19,13 @@ from service.runtime import Runtime
 class IngestSummary:
     stored: int = 0
     already_stored: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    # Left alone on purpose, not failures: a medium's DICOMDIR, a symbolic link in a folder.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return self.stored + self.already_stored + len(self.failed)
+        return self.stored + self.already_stored + len(self.failed) + len(self.skipped)
 
 
 def ingest_paths(
@@ -59,7 +62,7 @@ def ingest_paths(
     for item in iter_items(paths, runtime.archive, limits):
         outcome: StoreOutcome | None = None
         if item.received is None:
-            summary.failed.append((item.label, item.error))
+            (summary.skipped if item.skipped else summary.failed).append((item.label, item.error))
         else:
             outcome = store_received(
                 session_factory=runtime.session_factory,
@@ -72,6 +75,8 @@ def ingest_paths(
                 summary.stored += 1
             elif outcome.status is StoreStatus.ALREADY_STORED:
                 summary.already_stored += 1
+            elif outcome.sop_class_uid == MEDIA_STORAGE_DIRECTORY_STORAGE:
+                summary.skipped.append((item.label, outcome.reason))  # on every CD: no failure
             else:
                 summary.failed.append((item.label, outcome.reason))
         if on_stored is not None and outcome is not None and outcome.ok:

@@ -26,7 +26,11 @@ from pydicom.uid import UID
 from service.dicom.dicom_json import DicomJson, converted_elements, elements_to_json
 from service.dicom.failure import FailureReason, InstanceRejected
 from service.dicom.plain_header import read_plain_header
-from service.dicom.uids import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, is_valid_uid
+from service.dicom.uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    MEDIA_STORAGE_DIRECTORY_STORAGE,
+    is_valid_uid,
+)
 
 _DEFER_SIZE = 256 * 1024
 _PIXEL_DATA = 0x7FE00010
@@ -111,6 +115,7 @@ def parse_instance(
         if plain is not None:
             return plain
     ds = dataset if dataset is not None else read_dataset(path)
+    _check_not_a_dicomdir(ds)
     elements = converted_elements(ds)
     values = {tag: elem.value for tag, elem in elements.items()}
     sop_class, sop_instance = _sop(values)
@@ -145,6 +150,19 @@ def parse_plain_file(
                 sop_instance_uid=sop_instance,
             )
     return _parsed(values, header.dicom_json, header.transfer_syntax)
+
+
+def _check_not_a_dicomdir(ds: Dataset) -> None:
+    """Refuse a DICOMDIR by name: it has none of an instance's UIDs, and "missing
+    StudyInstanceUID" would not tell its sender what it is."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY_STORAGE:
+        raise InstanceRejected(
+            "a DICOMDIR: the index of a medium's files (CD, DVD, USB), not an instance; "
+            "the instances it lists are the medium's other files",
+            FailureReason.SOP_CLASS_NOT_SUPPORTED,
+            sop_class_uid=MEDIA_STORAGE_DIRECTORY_STORAGE,
+        )
 
 
 def _sop(values: _Values) -> tuple[str, str]:

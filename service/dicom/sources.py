@@ -1,11 +1,15 @@
 """What `vigil ingest` reads: files, folders (recursively) and zip files, each member checked.
 
 Zip members are streamed into the archive's inbox, never extracted by name, and a zip that
-would expand past the limits (a zip bomb) is refused before and while it is read.
+would expand past the limits (a zip bomb) is refused before and while it is read. Only
+regular files are read: a device, pipe or socket named on the command line is refused
+unopened (reading /dev/sdb or a pipe would not end), and inside a folder such files and
+symbolic links are skipped, each named in the summary, as is a folder with no files.
 """
 
 from __future__ import annotations
 
+import stat
 import struct
 import zipfile
 import zlib
@@ -41,25 +45,31 @@ class SourceLimits:
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One input: where it came from, and either its received file or why it was refused."""
+    """One input: where it came from, and either its received file or why it was refused
+    (``skipped``: left alone on purpose, not a failure: a symbolic link in a folder, say)."""
 
     label: str
     received: ReceivedFile | None = None
     error: str = ""
+    skipped: bool = False
+
+
+NOT_REGULAR = "not a regular file or folder (a device, pipe or socket); not read"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def count_items(paths: list[Path]) -> int:
     """Return how many inputs ``iter_items`` will yield (for a progress bar)."""
     total = 0
     for path in paths:
-        for file in _walk(path):
-            if zipfile.is_zipfile(file):
-                try:
-                    with zipfile.ZipFile(file) as zf:
-                        total += max(1, sum(1 for i in zf.infolist() if not i.is_dir()))
-                except _ZIP_ERRORS:
-                    total += 1
-            else:
+        for file, skip in _walk(path):
+            if skip or not zipfile.is_zipfile(file):
+                total += 1
+                continue
+            try:
+                with zipfile.ZipFile(file) as zf:
+                    total += max(1, sum(1 for i in zf.infolist() if not i.is_dir()))
+            except _ZIP_ERRORS:
                 total += 1
     return total
 
@@ -67,21 +77,62 @@ def count_items(paths: list[Path]) -> int:
 def iter_items(paths: list[Path], archive: Archive, limits: SourceLimits) -> Iterator[SourceItem]:
     """Yield every input file received into the archive's inbox, or refused with a reason."""
     for path in paths:
-        if not path.exists():
-            yield SourceItem(str(path), error="no such file or folder")
-            continue
-        for file in _walk(path):
-            if zipfile.is_zipfile(file):
+        for file, skip in _walk(path):
+            if skip is not None:
+                yield skip
+            elif zipfile.is_zipfile(file):
                 yield from _iter_zip(file, archive, limits)
+            elif _starts_like_a_zip(file):
+                yield SourceItem(
+                    str(file),
+                    error="a damaged zip file: its central directory is missing (cut short "
+                    "in copying?); nothing read",
+                )
             else:
                 yield _receive_path(file, archive, limits)
 
 
-def _walk(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield from sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+def _walk(path: Path) -> Iterator[tuple[Path, SourceItem | None]]:
+    """Yield each file to read under a path named on the command line, or an item that says
+    why it is not read (skipped, inside a folder; refused, when named)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:  # missing, or a dangling symbolic link
+        yield path, SourceItem(str(path), error="no such file or folder")
+        return
+    except OSError as exc:
+        yield path, SourceItem(str(path), error=f"cannot read: {exc.strerror or exc}")
+        return
+    if stat.S_ISREG(mode):
+        yield path, None
+    elif not stat.S_ISDIR(mode):
+        yield path, SourceItem(str(path), error=NOT_REGULAR)
     else:
-        yield path
+        found = False
+        for entry in sorted(path.rglob("*")):
+            if entry.is_dir() and not entry.is_symlink():
+                continue  # rglob lists its files
+            found = True
+            if entry.is_symlink():
+                yield entry, _skipped(entry, "a symbolic link; not followed")
+            elif entry.is_file():
+                yield entry, None
+            else:
+                yield entry, _skipped(entry, NOT_REGULAR)
+        if not found:
+            yield path, _skipped(path, "no files in this folder")
+
+
+def _skipped(path: Path, why: str) -> SourceItem:
+    return SourceItem(str(path), error=why, skipped=True)
+
+
+def _starts_like_a_zip(file: Path) -> bool:
+    try:
+        with file.open("rb") as f:
+            return f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    except OSError:
+        return False  # reading it again says why
 
 
 def _receive_path(file: Path, archive: Archive, limits: SourceLimits) -> SourceItem:
