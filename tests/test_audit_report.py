@@ -265,6 +265,9 @@ def test_api_creates_lists_and_serves_reports(
     assert detail["content"]["report"]["summary"]["n"] == 50
     page = client.get(body["links"]["html"], headers=auditor)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # Its group values are whatever senders wrote: a browser runs no script of theirs.
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
     assert client.get(body["links"]["csv"], headers=auditor).text.startswith("attribute,group")
     assert client.get(f"{body['links']['self']}/report.css", headers=auditor).status_code == 200
     missing = client.get(f"{body['links']['self']}/gallery/report.json", headers=auditor)

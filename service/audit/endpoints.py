@@ -22,6 +22,7 @@ from service.auth.service import Principal
 from service.deps import SessionDep, SessionFactoryDep, SettingsDep, client_addr, request_id
 from service.errors import NotFound
 from service.orm import AuditReport, ReportStatus
+from service.security_headers import SECURITY_HEADERS
 from service.settings import Settings
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -149,8 +150,10 @@ def _file(
     if log:
         _log(session, request, principal, "audit.report.read", row.analyses)
     media = _MEDIA.get(name, "image/png")
-    # Reports hold patient-derived data: no cache keeps them.
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-store"})
+    # Reports hold patient-derived data: no cache keeps them. Opened in a browser, the page
+    # gets the review pages' policy (it holds values that senders chose).
+    headers = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+    return FileResponse(path, media_type=media, headers=headers)
 
 
 def _log(session: Session, request: Request, principal: Principal, action: str, count: int) -> None:

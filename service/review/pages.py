@@ -24,20 +24,11 @@ from service.errors import VigilError
 from service.log_config import get_logger
 from service.review import image_endpoints, login_endpoints, study_endpoints, worklist_endpoints
 from service.review.rendering import BASE, STATIC_DIR, render
+from service.security_headers import SECURITY_HEADERS
 
 log = get_logger(__name__)
 
-# Scripts, styles and images from this server only; no inline script, no framing.
-_SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
-        b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-]
+_SECURITY_HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
 
 ROUTERS = (
