@@ -21,8 +21,10 @@ from service.log_config import get_logger
 log = get_logger(__name__)
 
 RUN_ANALYSIS_TASK = "vigil.analysis.run"
-# Waits before each new try of a job the database could not serve (about half a minute in all).
+# Waits before each new try of a job the database could not serve (about half a minute in all),
+# then one try every DATABASE_RETRY_EVERY_S for as long as it stays away.
 DATABASE_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+DATABASE_RETRY_EVERY_S = 30.0
 
 
 class JobsUnavailable(Exception):
@@ -48,9 +50,11 @@ class InProcessJobs:
         self,
         run: Callable[[uuid.UUID], None],
         retry_delays_s: tuple[float, ...] = DATABASE_RETRY_DELAYS_S,
+        retry_every_s: float = DATABASE_RETRY_EVERY_S,
     ) -> None:
         self._run = run
         self._retry_delays_s = retry_delays_s
+        self._retry_every_s = retry_every_s
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-job")
         self._pending: set[Future[None]] = set()
         self._lock = threading.Lock()
@@ -82,24 +86,35 @@ class InProcessJobs:
         self._pool.shutdown(wait=True)
 
     def _run_logged(self, analysis_id: uuid.UUID) -> None:
-        """Run a job; one the database could not serve (a restart, a lock) is tried again
-        after each delay, as Celery's task is (``celery_tasks``): the job claims its analysis
-        again, so a retry is safe. Whatever still fails is logged, its analysis left to the
-        next start's resume."""
-        for delay_s in (*self._retry_delays_s, None):
+        """Run a job; one the database could not serve (a restart, a lock, a full disk) is
+        tried again after each delay, then every ``retry_every_s`` until the database serves
+        it or the server shuts down (its analysis is then resumed at the next start): the job
+        claims its analysis again, so a retry is safe. Any other failure is logged and ends
+        the job (its analysis records the reason when it got that far)."""
+        tries = 0
+        while True:
             try:
                 self._run(analysis_id)
                 return
             except Exception as exc:
-                if delay_s is None or not database_unavailable(exc) or self._closing.is_set():
+                if not database_unavailable(exc) or self._closing.is_set():
                     log.exception("job.crashed", analysis_id=str(analysis_id))
                     return
+                delay_s = self._delay(tries)
+                tries += 1
                 log.warning(
-                    "job.database_unavailable", analysis_id=str(analysis_id), retry_s=delay_s
+                    "job.database_unavailable",
+                    analysis_id=str(analysis_id),
+                    retry_s=delay_s,
+                    tries=tries,
                 )
                 if self._closing.wait(delay_s):
                     log.warning("job.given_up_at_shutdown", analysis_id=str(analysis_id))
                     return
+
+    def _delay(self, tries: int) -> float:
+        delays = self._retry_delays_s
+        return delays[tries] if tries < len(delays) else self._retry_every_s
 
     def _forget(self, future: Future[None]) -> None:
         with self._lock:
