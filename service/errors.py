@@ -69,3 +69,8 @@ class InsufficientStorage(VigilError):
 
 class DatabaseUnreachable(RuntimeError):
     """The database did not answer (its driver's reason in the message, never the URL)."""
+
+
+class SchemaUnknown(RuntimeError):
+    """The database's schema is at a revision this code does not have (a newer Vigil
+    migrated it): nothing is changed, and the message says what to do."""

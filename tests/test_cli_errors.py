@@ -1,13 +1,15 @@
 """The CLI answers what an operator gets wrong with one line saying so: settings that cannot be
 read (never echoing their values, which may be secrets), a database that does not answer, an
-expiry past the calendar. No traceback."""
+expiry past the calendar, a schema a newer Vigil migrated. No traceback."""
 
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import text
 
 from service.cli.main import cli
+from service.runtime import Runtime
 from service.settings import Settings, get_settings
 from tests.test_database_unavailable import closed_port
 from tests.test_tokens_at_rest import cli_env
@@ -66,3 +68,27 @@ def test_an_expiry_past_a_century_is_refused(settings: Settings) -> None:
     result = run(settings, {}, "tokens", "create", "--role", "admin", "--expires-days", "99999999")
     assert result.exit_code == 2
     assert "99999999 is not in the range 1<=x<=36500" in result.output
+
+
+def test_a_schema_a_newer_vigil_migrated_is_one_line_and_left_as_it_is(
+    settings: Settings, runtime: Runtime
+) -> None:
+    # After a rollback to an older Vigil: the database names a revision this code lacks.
+    with runtime.engine.begin() as connection:
+        [ours] = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed0001'"))
+    try:
+        for command in (["serve"], ["db", "upgrade"], ["tokens", "create", "--role", "admin"]):
+            result = run(settings, {}, *command)
+            assert result.exit_code == 1, result.output
+            assert result.output.startswith(
+                "Error: the database's schema is at revision f00dfeed0001, which this version "
+                f"of Vigil does not know (its newest is {ours}): a newer Vigil migrated it."
+            ), result.output
+            assert "Traceback" not in result.output
+        with runtime.engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert list(versions.scalars()) == ["f00dfeed0001"]
+    finally:
+        with runtime.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": ours})

@@ -13,7 +13,7 @@ import importlib
 import click
 from pydantic import ValidationError
 
-from service.errors import DatabaseUnreachable
+from service.errors import DatabaseUnreachable, SchemaUnknown
 
 # Command name → (module, attribute), in the order ``--help`` lists them.
 COMMANDS = {
@@ -43,7 +43,7 @@ class LazyCommands(click.Group):
             from service.settings import describe_settings_error
 
             raise click.ClickException(describe_settings_error(exc)) from None
-        except DatabaseUnreachable as exc:
+        except (DatabaseUnreachable, SchemaUnknown) as exc:
             raise click.ClickException(str(exc)) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:

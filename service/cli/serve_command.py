@@ -8,6 +8,7 @@ import uvicorn
 from service.app import create_app
 from service.cli.context import runtime_for_cli
 from service.db import create_db_engine
+from service.migrate import check_schema_known
 from service.runtime import wait_for_database
 from service.settings import Environment, Settings, get_settings
 
@@ -53,13 +54,15 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
 
 
 def _check_database(settings: Settings) -> None:
-    """Wait for the database here: one that does not answer is then a one-line error
-    (``main.LazyCommands``), not a trace from the server's start-up."""
+    """Wait for the database and check its schema here: one that does not answer, or that a
+    newer Vigil migrated, is then a one-line error (``main.LazyCommands``), not a trace from
+    the server's start-up."""
     engine = create_db_engine(settings.database_url)
     try:
         wait_for_database(engine)
     finally:
         engine.dispose()
+    check_schema_known(settings.database_url)
 
 
 def _prepare_demo(host: str, port: int) -> None:
