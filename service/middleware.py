@@ -7,6 +7,7 @@ import time
 import uuid
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.error_handlers import error_response
@@ -16,6 +17,7 @@ from service.text_values import NUL_REFUSED
 log = get_logger("service.request")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _in_flight = [0]  # HTTP requests this process is answering now, this one included
+CLIENT_CLOSED_REQUEST = 499  # the status logged for a request its client abandoned (nginx's)
 
 
 def requests_in_flight() -> int:
@@ -61,6 +63,12 @@ class RequestContextMiddleware:
                 )
                 return
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client left mid-request (an upload cancelled, a network dropped): nobody
+            # to answer, and no error of ours; what it sent was not stored (a STOW-RS request
+            # stores nothing before its whole body is in).
+            status = CLIENT_CLOSED_REQUEST
+            log.info("request.client_disconnected")
         finally:
             _in_flight[0] -= 1
             route = scope.get("route")
