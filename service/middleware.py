@@ -36,6 +36,11 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        if scope["method"] == "HEAD":
+            # Answered as its GET (HTTP: wherever GET is, HEAD is too; a load balancer's
+            # health check may use it); the server sends the head and drops the body.
+            scope = {**scope, "method": "GET"}
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
@@ -74,7 +79,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             log.info(
                 "request.completed",
-                method=scope["method"],
+                method=method,
                 route=getattr(route, "path", "unmatched"),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
