@@ -12,6 +12,7 @@ from service.analysis.wiring import start_analysis_services
 from service.api import routers as api_routers
 from service.auth.login_throttle import LoginThrottle
 from service.auth.token_lookup import TokenLookup
+from service.cors import MachineRoutesCors
 from service.dicom.endpoints import routers as dicomweb_routers
 from service.direct_routes import DirectRoutes
 from service.error_handlers import install_error_handlers
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Inside the request context; the DICOMweb routers are the app's first under /dicomweb.
     app.add_middleware(DirectRoutes, routers=[("/dicomweb", r) for r in dicomweb_routers])
+    if settings.cors_origins:
+        app.add_middleware(MachineRoutesCors, origins=settings.cors_origins)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in dicomweb_routers:

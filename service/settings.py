@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -26,6 +28,10 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+_UNPARSED_FIELD = re.compile(r'error parsing value for field "(\w+)"')
+_ORIGIN = re.compile(r"^https?://[^/\s*]+$")
 
 
 class Settings(BaseSettings):
@@ -95,11 +101,25 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None
     session_lifetime_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)  # one shift
 
+    # Web viewers on other origins (OHIF, say) allowed to call /dicomweb and /api/v1 from the
+    # browser, each as scheme://host[:port]; a JSON list. None by default (same origin only).
+    cors_origins: list[str] = []
+
     qido_default_limit: int = Field(default=100, gt=0)
     qido_max_limit: int = Field(default=10_000, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_scheme_and_host(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    "each origin is scheme://host[:port], with no path and no wildcard"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _fill_paths_and_refuse_default_secret(self) -> Settings:
@@ -153,9 +173,13 @@ def _check_database_url(value: str) -> None:
         )
 
 
-def describe_settings_error(exc: ValidationError) -> str:
+def describe_settings_error(exc: ValidationError | SettingsError) -> str:
     """Say what is wrong with the settings, never with their values: those may be secrets
     (pydantic's own text quotes the input, the secret key and database password included)."""
+    if isinstance(exc, SettingsError):  # a list or other JSON setting that is not JSON
+        named = _UNPARSED_FIELD.search(str(exc))
+        name = f"VIGIL_{named.group(1).upper()}: " if named else ""
+        return f'invalid settings: {name}not valid JSON (a list is written ["a", "b"])'
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         name = "_".join(str(part) for part in error["loc"]).upper()

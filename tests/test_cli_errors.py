@@ -41,6 +41,15 @@ def run(settings: Settings, env: dict[str, str], *args: str) -> Result:
             {"VIGIL_PORT": f"{SECRET}"},
             "invalid settings: VIGIL_PORT: Input should be a valid integer",
         ),
+        (
+            {"VIGIL_ANALYSE_MODALITIES": f"CR,{SECRET}"},  # a list, not written as JSON
+            'invalid settings: VIGIL_ANALYSE_MODALITIES: not valid JSON (a list is written ["a", ',
+        ),
+        (
+            {"VIGIL_CORS_ORIGINS": f'["https://{SECRET}/viewer"]'},
+            "invalid settings: VIGIL_CORS_ORIGINS: each origin is scheme://host[:port], with no "
+            "path and no wildcard",
+        ),
     ],
 )
 def test_settings_that_cannot_be_read_are_named_without_their_values(

@@ -12,6 +12,7 @@ import importlib
 
 import click
 from pydantic import ValidationError
+from pydantic_settings.exceptions import SettingsError
 
 from service.errors import DatabaseUnreachable, SchemaUnknown
 
@@ -37,8 +38,8 @@ class LazyCommands(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except ValidationError as exc:
-            if exc.title != "Settings":
+        except (ValidationError, SettingsError) as exc:
+            if isinstance(exc, ValidationError) and exc.title != "Settings":
                 raise
             from service.settings import describe_settings_error
 
