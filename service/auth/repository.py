@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, PoolProxiedConnection, bindparam, select
+from sqlalchemy import Connection, Engine, PoolProxiedConnection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.auth.roles import Role
@@ -128,3 +128,17 @@ def get_web_session_with_user(session: Session, sha256: str) -> tuple[WebSession
         .where(WebSession.session_sha256 == sha256)
     ).one_or_none()
     return None if row is None else (row[0], row[1])
+
+
+def end_web_sessions(session: Session, user_pk: uuid.UUID, now: datetime) -> int:
+    """Mark a user's open page logins revoked (their cookies stop working); return how many."""
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.user_pk == user_pk, WebSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))

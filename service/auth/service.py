@@ -28,6 +28,9 @@ class Principal:
     token_pk: UUID | None = None
 
 
+MIN_PASSWORD_CHARS = 12
+
+
 def create_user(
     *,
     session: Session,
@@ -42,8 +45,8 @@ def create_user(
         raise BadRequest("username must be 1 to 64 characters")
     if repository.get_user_by_username(session, username) is not None:
         raise Conflict(f"user {username!r} already exists")
-    if password is not None and len(password) < 12:
-        raise BadRequest("password must be at least 12 characters")
+    if password is not None and len(password) < MIN_PASSWORD_CHARS:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD_CHARS} characters")
     user = User(
         username=username,
         role=role,
@@ -52,6 +55,35 @@ def create_user(
     )
     session.add(user)
     session.flush()
+    return user
+
+
+def set_user_active(*, session: Session, username: str, active: bool) -> tuple[User, int]:
+    """Enable or disable a user; return it and how many of its page logins were ended.
+
+    A disabled user's password and API tokens stop working at their next request (each
+    checks the account), and its page logins are ended too, so enabling it again brings no
+    old login back.
+    """
+    user = _user_named(session, username)
+    user.is_active = active
+    ended = 0 if active else repository.end_web_sessions(session, user.id, utcnow())
+    return user, ended
+
+
+def set_password(*, session: Session, username: str, password: str) -> int:
+    """Give a user a new page password and end its page logins; return how many ended."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD_CHARS} characters")
+    user = _user_named(session, username)
+    user.password_hash = hash_password(password)
+    return repository.end_web_sessions(session, user.id, utcnow())
+
+
+def _user_named(session: Session, username: str) -> User:
+    user = repository.get_user_by_username(session, username.strip())
+    if user is None:
+        raise NotFound(f"no user {username!r}")
     return user
 
 

@@ -1,4 +1,4 @@
-"""``vigil users create`` and ``vigil tokens create|list|revoke``."""
+"""``vigil users create|list|disable|enable|set-password``, ``vigil tokens create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,70 @@ def create_user(username: str, role: str, display_name: str, password_stdin: boo
         raise fail(exc) from exc
     finally:
         runtime.close()
+
+
+@users.command("list")
+def list_users() -> None:
+    """List users: name, role, state, whether they have a page password."""
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            for user in repository.list_users(session):
+                state = "active" if user.is_active else "disabled"
+                password = "password" if user.password_hash else "tokens only"
+                click.echo(f"{user.username}\t{user.role.value}\t{state}\t{password}")
+    finally:
+        runtime.close()
+
+
+@users.command("disable")
+@click.argument("username")
+def disable_user(username: str) -> None:
+    """Disable a user (someone who left, a lost laptop): its password, page logins and API
+    tokens stop working at once; nothing it recorded is removed."""
+    _set_active(username, active=False)
+
+
+@users.command("enable")
+@click.argument("username")
+def enable_user(username: str) -> None:
+    """Enable a disabled user again (its old page logins stay ended)."""
+    _set_active(username, active=True)
+
+
+def _set_active(username: str, *, active: bool) -> None:
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            user, ended = auth_service.set_user_active(
+                session=session, username=username, active=active
+            )
+            name = user.username
+    except VigilError as exc:
+        raise fail(exc) from exc
+    finally:
+        runtime.close()
+    if active:
+        click.echo(f"enabled user {name}")
+    else:
+        click.echo(f"disabled user {name}: {ended} page login(s) ended; its tokens refused")
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from stdin.")
+def set_password(username: str, password_stdin: bool) -> None:
+    """Give a user a new page password (at least 12 characters); its page logins end."""
+    password = sys.stdin.readline().rstrip("\n")
+    runtime = runtime_for_cli()
+    try:
+        with session_scope(runtime.session_factory) as session:
+            ended = auth_service.set_password(session=session, username=username, password=password)
+    except VigilError as exc:
+        raise fail(exc) from exc
+    finally:
+        runtime.close()
+    click.echo(f"password set for {username.strip()}: {ended} page login(s) ended")
 
 
 @click.group()
