@@ -3,8 +3,14 @@ tokens stop working at once), enable again, set a new password (old page logins 
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+from datetime import timedelta
 
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service.orm import ApiToken
+from service.orm.base import utcnow
+from service.runtime import Runtime
 from service.settings import Settings
 from tests.review_support import log_in
 from tests.test_tokens_at_rest import invoke
@@ -69,3 +75,24 @@ def test_an_unknown_user_is_named(settings: Settings) -> None:
     for command in (["disable"], ["enable"]):
         result = invoke(settings, "users", *command, "nobody")
         assert result.exit_code == 1 and "no user 'nobody'" in result.output
+
+
+def test_tokens_list_says_which_tokens_work(settings: Settings, runtime: Runtime) -> None:
+    create_clinician(settings)  # its token never expires
+    for days in ("30", "1"):
+        made = invoke(settings, "tokens", "create", "--role", "integration", "--expires-days", days)
+        assert made.exit_code == 0, made.output
+    with runtime.session_factory.begin() as session:
+        shortest = min(
+            session.scalars(select(ApiToken).where(ApiToken.expires_at.is_not(None))),
+            key=lambda token: token.expires_at or utcnow(),
+        )
+        shortest.expires_at = utcnow() - timedelta(hours=1)
+    assert invoke(settings, "users", "disable", "dr-lee").exit_code == 0
+    states = sorted(line.split("\t")[-1] for line in invoke(settings, "tokens", "list").output
+                    .splitlines())  # fmt: skip
+    in_30_days = (utcnow() + timedelta(days=30)).date().isoformat()
+    yesterday_or_today = (utcnow() - timedelta(hours=1)).date().isoformat()
+    assert states == [
+        f"active until {in_30_days}", f"expired {yesterday_or_today}", "user disabled"
+    ]  # fmt: skip

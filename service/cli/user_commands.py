@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 
@@ -13,6 +13,8 @@ from service.auth.roles import Role
 from service.cli.context import fail, runtime_for_cli
 from service.db import session_scope
 from service.errors import VigilError
+from service.orm import ApiToken, User
+from service.orm.base import as_utc, utcnow
 
 MAX_EXPIRES_DAYS = 36500  # a century (far later dates leave the calendar: year 9999)
 
@@ -151,17 +153,31 @@ def create_token(role: str, username: str | None, name: str, expires_days: int |
 
 @tokens.command("list")
 def list_tokens() -> None:
-    """List tokens: prefix, role, owner, name, state."""
+    """List tokens: prefix, role, owner, name, state (active until its expiry, expired,
+    revoked, or its user disabled)."""
     runtime = runtime_for_cli()
+    now = utcnow()
     try:
         with session_scope(runtime.session_factory) as session:
             for token, user in repository.list_tokens(session):
-                state = "revoked" if token.revoked_at else "active"
                 click.echo(
-                    f"{token.prefix}\t{token.role.value}\t{user.username}\t{token.name}\t{state}"
+                    f"{token.prefix}\t{token.role.value}\t{user.username}\t{token.name}\t"
+                    f"{_token_state(token, user, now)}"
                 )
     finally:
         runtime.close()
+
+
+def _token_state(token: ApiToken, user: User, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and as_utc(token.expires_at) <= now:
+        return f"expired {as_utc(token.expires_at):%Y-%m-%d}"
+    if not user.is_active:
+        return "user disabled"
+    if token.expires_at is not None:
+        return f"active until {as_utc(token.expires_at):%Y-%m-%d}"
+    return "active"
 
 
 @tokens.command("revoke")
