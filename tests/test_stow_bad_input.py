@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,6 +264,17 @@ def test_wrong_media_type_is_refused(
     response = client.post("/dicomweb/studies", content=b"{}", headers=headers)
     assert response.status_code == status
     assert detail in response.json()["detail"]
+    assert_unchanged(runtime, stored_before)
+
+
+def test_a_compressed_body_is_refused_with_the_reason(
+    client: TestClient, integration_token: str, runtime: Runtime, stored_before: dict[Path, bytes]
+) -> None:
+    body = gzip.compress(multipart_body([to_bytes(make_cr())]))
+    headers = stow_headers(integration_token) | {"Content-Encoding": "gzip"}
+    response = client.post("/dicomweb/studies", content=body, headers=headers)
+    assert response.status_code == 415
+    assert 'Content-Encoding "gzip" is not supported' in response.json()["detail"]
     assert_unchanged(runtime, stored_before)
 
 

@@ -171,6 +171,12 @@ async def _receive_parts(
     """Receive the body's parts into incoming files; ``loop_stores``: the loop may store
     them itself (SQLite), else a worker thread will (which also waits for their fsync).
     ``on_synced`` is called in the worker thread that synced them, if one did."""
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        # Read as it is, a compressed body failed as "malformed multipart" at its first byte.
+        raise UnsupportedMediaType(
+            f'Content-Encoding "{coding[:40]}" is not supported; send the body uncompressed'
+        )
     media_type, params = parse_content_type(request.headers.get("content-type"))
     reader: _BodyReader
     if media_type == "application/dicom":
