@@ -4,6 +4,8 @@ expiry past the calendar, a schema a newer Vigil migrated. No traceback."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import text
@@ -101,3 +103,16 @@ def test_a_schema_a_newer_vigil_migrated_is_one_line_and_left_as_it_is(
     finally:
         with runtime.engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": ours})
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run(settings, {}, "serve", "--host", "127.0.0.1", "--port", port, "--demo")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (another server, "
+    )
+    assert "Vigil demo" not in result.output  # no banner pointing at the other server

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import click
 import uvicorn
 
@@ -31,6 +34,7 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
     """Serve the API and DICOMweb on HOST:PORT."""
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    _check_address(host, port)
     _check_database(settings)
     if demo:
         _prepare_demo(host, port)
@@ -51,6 +55,23 @@ def serve(host: str | None, port: int | None, demo: bool, workers: int) -> None:
             log_config=None,
             access_log=False,
         )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address the server could not listen on before anything starts: uvicorn
+    finds out only after the app's start-up (migrations, demo studies, analyses resumed),
+    and `--demo` would have printed where to go: to the other server on that port."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _name, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            + (" (another server, another Vigil?)" if exc.errno == errno.EADDRINUSE else "")
+        ) from None
 
 
 def _check_database(settings: Settings) -> None:
