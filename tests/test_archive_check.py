@@ -120,3 +120,18 @@ def test_the_cli_reports_lost_data_with_status_1_and_logs_the_check(
         ).all()
     assert [entry.result_count for entry in logged] == [2, 2]
     assert all(entry.username.startswith("cli:") for entry in logged)
+
+
+def test_vigils_own_folders_inside_the_archive_are_not_strays(runtime: Runtime) -> None:
+    # docker-compose.yml's layout: VIGIL_VAR_DIR (database, results, reports) in the archive.
+    _store(runtime, 1)
+    own = [runtime.archive.root / "var", runtime.archive.root / "var" / "results"]
+    for relative in ("var/vigil.db", "var/results/a1/map-gradcam.npy", "var/reports/r1/x.csv"):
+        _stray(runtime, relative, old=True)
+    foreign = _stray(runtime, "notes/readme.txt", old=True)
+    report = check_archive(
+        runtime.session_factory, runtime.archive, remove_strays=True, own_folders=own
+    )
+    assert (report.rows, report.files) == (1, 2)
+    assert report.strays == ["notes/readme.txt"] and report.removed == []  # not Vigil's shape
+    assert foreign.exists() and (runtime.archive.root / "var" / "vigil.db").exists()

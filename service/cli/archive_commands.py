@@ -31,8 +31,13 @@ def check(verify: bool, remove_strays: bool) -> None:
     """
     runtime = runtime_for_cli()
     try:
+        settings = runtime.settings
         report = check_archive(
-            runtime.session_factory, runtime.archive, verify=verify, remove_strays=remove_strays
+            runtime.session_factory,
+            runtime.archive,
+            verify=verify,
+            remove_strays=remove_strays,
+            own_folders=(settings.var_dir, settings.results_path),
         )
         with session_scope(runtime.session_factory) as session:
             record_access(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +52,12 @@ def check_archive(
     verify: bool = False,
     remove_strays: bool = False,
     grace_s: float = STRAY_GRACE_S,
+    own_folders: Iterable[Path] = (),
 ) -> ArchiveReport:
     """Compare the index with the files; ``verify`` also re-hashes every file (reads the
     whole archive); ``remove_strays`` deletes strays untouched for ``grace_s`` seconds.
+    ``own_folders``: Vigil's other folders (its var folder, the analyses' results), left out
+    where they lie inside the archive's folder (docker-compose.yml puts var there).
 
     The rows are read before the files are listed: a store committed in between shows as a
     stray candidate, and candidates are looked up again before they are reported.
@@ -66,7 +69,7 @@ def check_archive(
         for file_path, sha256, size in session.execute(query.execution_options(yield_per=1000)):
             expected[file_path] = (sha256, size)
     report.rows = len(expected)
-    present = set(_archive_files(archive))
+    present = set(_archive_files(archive, own_folders))
     report.files = len(present)
     for relative, (sha256, size) in sorted(expected.items()):
         if relative not in present:
@@ -80,11 +83,18 @@ def check_archive(
     return report
 
 
-def _archive_files(archive: Archive) -> Iterator[str]:
-    """Yield the relative path of every file in the archive, the inbox left out."""
+def _archive_files(archive: Archive, own_folders: Iterable[Path] = ()) -> Iterator[str]:
+    """Yield the relative path of every file in the archive, the inbox and Vigil's other
+    folders left out."""
+    root = archive.root.resolve()
+    left_out = {INCOMING} | {
+        folder.resolve().relative_to(root).as_posix()
+        for folder in own_folders
+        if folder.resolve().is_relative_to(root) and folder.resolve() != root
+    }
     for directory, folders, names in os.walk(archive.root):
-        if Path(directory) == archive.root:
-            folders[:] = [f for f in folders if f != INCOMING]
+        here = os.path.relpath(directory, archive.root).replace(os.sep, "/")
+        folders[:] = [f for f in folders if (f if here == "." else f"{here}/{f}") not in left_out]
         for name in names:
             full = os.path.join(directory, name)
             yield os.path.relpath(full, archive.root).replace(os.sep, "/")
