@@ -37,7 +37,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        if scope["method"] == "HEAD":
+        if method == "HEAD":
             # Answered as its GET (HTTP: wherever GET is, HEAD is too; a load balancer's
             # health check may use it); the server sends the head and drops the body.
             scope = {**scope, "method": "GET"}
