@@ -401,6 +401,7 @@ def test_frame_list_of_a_multiframe_instance(get: Get, store: Store) -> None:
         ("/frames/a", "frame numbers"),
         ("/frames/1,,2", "frame numbers"),
         ("/frames/-1/rendered", "frame numbers"),
+        ("/frames/1," + ",".join(["1"] * 5000), "frame 1 is listed more than once"),
     ],
 )
 def test_malformed_parameters_are_400_with_a_reason(

@@ -345,12 +345,15 @@ def explicit_little_endian(path: Path) -> bytes:
 
 
 def parse_frame_list(text: str, number_of_frames: int) -> list[int]:
-    """Return 1-based frame numbers from ``1`` or ``1,3``; 400 if malformed, 404 if absent."""
+    """Return 1-based frame numbers from ``1`` or ``1,3``; 400 if malformed or repeated (a
+    short URL repeating one frame thousands of times asked for gigabytes), 404 if absent."""
     numbers: list[int] = []
     for field in text.split(","):
         field = field.strip()
         if not field.isdigit() or int(field) < 1:
             raise BadRequest("frames must be a comma-separated list of frame numbers from 1")
+        if int(field) in numbers:
+            raise BadRequest(f"frame {int(field)} is listed more than once; list each frame once")
         numbers.append(int(field))
     missing = [n for n in numbers if n > number_of_frames]
     if missing:
