@@ -111,15 +111,14 @@ def _install_error_pages(pages: FastAPI) -> None:
         if reason := unavailable_reason(exc, request_id):
             response = error_page(request, 503, "ServiceUnavailable", reason)
             response.headers["retry-after"] = str(RETRY_AFTER_S)
-            response.headers["x-request-id"] = request_id
-            return response
-        log.exception("pages.unexpected_error", error=type(exc).__name__)
-        response = error_page(
-            request,
-            500,
-            "InternalError",
-            f"something went wrong on our side; quote request id {request_id} to support",
-        )
+        else:
+            log.exception("pages.unexpected_error", error=type(exc).__name__)
+            response = error_page(
+                request,
+                500,
+                "InternalError",
+                f"something went wrong on our side; quote request id {request_id} to support",
+            )
         # This answer comes from outside the request middleware: add its id here.
         response.headers["x-request-id"] = request_id
         return response
