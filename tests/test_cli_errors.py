@@ -5,6 +5,7 @@ expiry past the calendar, a schema a newer Vigil migrated. No traceback."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -116,3 +117,12 @@ def test_a_port_in_use_is_one_line_before_anything_starts(settings: Settings) ->
         f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (another server, "
     )
     assert "Vigil demo" not in result.output  # no banner pointing at the other server
+
+
+def test_a_folder_that_cannot_be_made_is_one_line(settings: Settings, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run(settings, {}, "phantom", "--out", str(blocker / "phantoms"), "--n", "1")
+    assert result.exit_code == 1, result.output
+    assert f"Error: Not a directory: {blocker / 'phantoms'}" in result.output
+    assert "Traceback" not in result.output

@@ -32,8 +32,9 @@ COMMANDS = {
 
 
 class LazyCommands(click.Group):
-    """A group whose commands are imported on first use; settings that cannot be read, and a
-    database that does not answer, are reported as such (without the settings' values)."""
+    """A group whose commands are imported on first use; settings that cannot be read, a
+    database that does not answer, and a file or folder the command cannot read or write are
+    reported as such in one line (never the settings' values)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -46,6 +47,9 @@ class LazyCommands(click.Group):
             raise click.ClickException(describe_settings_error(exc)) from None
         except (DatabaseUnreachable, SchemaUnknown) as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a path the operator gave: missing, not writable, disk full
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
