@@ -6,11 +6,14 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from service.cli.main import cli
+from service.dicom.store import StoreOutcome, store_received
 from service.orm import AccessLogEntry
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
@@ -215,3 +218,28 @@ def test_a_zip_cut_short_is_named_damaged(
     assert result.exit_code == 1, result.output
     assert "cut.zip: a damaged zip file: its central directory is missing" in result.output
     assert instance_count(runtime) == 0
+
+
+def test_an_interrupted_ingest_says_what_it_stored_and_goes_on_when_run_again(
+    settings: Settings, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_instances(tmp_path / "in", 4)
+    real = store_received
+    calls = [0]
+
+    def interrupted_on_the_third(**kwargs: Any) -> StoreOutcome:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the third is being stored
+        return real(**kwargs)
+
+    monkeypatch.setattr("service.dicom.ingest_files.store_received", interrupted_on_the_third)
+    stopped = ingest(settings, tmp_path / "in")
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted: 2 stored, 0 already stored, 0 failed so far" in stopped.output
+    assert instance_count(runtime) == 2
+    assert list(runtime.archive.incoming.iterdir()) == []
+    monkeypatch.setattr("service.dicom.ingest_files.store_received", real)
+    again = ingest(settings, tmp_path / "in")
+    assert "2 stored, 2 already stored, 0 failed (of 4)" in again.output
+    assert instance_count(runtime) == 4

@@ -9,7 +9,7 @@ import click
 
 from service.analysis.wiring import queue_only_analysis_services
 from service.cli.context import cli_principal, runtime_for_cli
-from service.dicom.ingest_files import ingest_paths
+from service.dicom.ingest_files import IngestSummary, ingest_paths
 from service.dicom.sources import SourceItem, count_items
 from service.dicom.store import StoreOutcome
 
@@ -21,6 +21,7 @@ def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
     """Store the DICOM instances in PATHS (files, folders, zip files) in the archive."""
     runtime = runtime_for_cli()
     analysis = queue_only_analysis_services(runtime)
+    summary = IngestSummary()
     try:
         total = count_items(list(paths))
         with click.progressbar(
@@ -30,13 +31,22 @@ def ingest(paths: tuple[Path, ...], quiet: bool) -> None:
             def advance(_item: SourceItem, _outcome: StoreOutcome | None) -> None:
                 bar.update(1)
 
-            summary = ingest_paths(
+            ingest_paths(
                 runtime=runtime,
                 paths=list(paths),
                 principal=cli_principal(),
                 on_item=advance,
                 on_stored=analysis.on_instances_stored,
+                summary=summary,
             )
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: {summary.stored} stored, {summary.already_stored} already stored, "
+            f"{len(summary.failed)} failed so far; the same command again goes on (what is "
+            "stored is skipped)",
+            err=True,
+        )
+        raise SystemExit(130) from None
     finally:
         analysis.close()
         runtime.close()

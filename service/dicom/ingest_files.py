@@ -35,8 +35,10 @@ def ingest_paths(
     principal: Principal,
     on_item: Callable[[SourceItem, StoreOutcome | None], None] | None = None,
     on_stored: Callable[[list[StoreOutcome]], None] | None = None,
+    summary: IngestSummary | None = None,
 ) -> IngestSummary:
-    """Store every DICOM instance found under the paths; return counts and per-file reasons."""
+    """Store every DICOM instance found under the paths; return counts and per-file reasons
+    (in ``summary`` when given: what it says so far stays the caller's if it is interrupted)."""
     settings = runtime.settings
     limits = SourceLimits(
         max_instance_bytes=settings.max_instance_bytes,
@@ -44,7 +46,7 @@ def ingest_paths(
         max_zip_total_bytes=settings.max_zip_total_bytes,
         max_zip_members=settings.max_zip_members,
     )
-    summary = IngestSummary()
+    summary = summary if summary is not None else IngestSummary()
 
     def record(session: Executes, outcome: StoreOutcome) -> None:
         record_access(
@@ -64,13 +66,16 @@ def ingest_paths(
         if item.received is None:
             (summary.skipped if item.skipped else summary.failed).append((item.label, item.error))
         else:
-            outcome = store_received(
-                session_factory=runtime.session_factory,
-                archive=runtime.archive,
-                received=item.received,
-                require_image=not settings.accept_non_image,
-                audit=record,
-            )
+            try:
+                outcome = store_received(
+                    session_factory=runtime.session_factory,
+                    archive=runtime.archive,
+                    received=item.received,
+                    require_image=not settings.accept_non_image,
+                    audit=record,
+                )
+            finally:  # consumed by the store; removed here when Ctrl-C came before it
+                item.received.path.unlink(missing_ok=True)
             if outcome.status is StoreStatus.STORED:
                 summary.stored += 1
             elif outcome.status is StoreStatus.ALREADY_STORED:
