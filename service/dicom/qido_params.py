@@ -177,13 +177,11 @@ def parse_search(
         elif key == "limit":
             if limit is not None:
                 raise BadRequest("limit: given more than once")
-            limit = _non_negative(key, value)
-            if limit == 0:
-                raise BadRequest("limit: must be a positive integer")
+            limit = _count(key, value, least=1)
         elif key == "offset":
             if offset is not None:
                 raise BadRequest("offset: given more than once")
-            offset = _non_negative(key, value)
+            offset = _count(key, value, least=0)
         elif key == "fuzzymatching":
             # Fuzzy matching is optional (PS3.18 8.3.4.5); Vigil matches literally.
             if value.lower() not in ("true", "false"):
@@ -276,9 +274,11 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in re.split(r"[,\\]", value) if v.strip())
 
 
-def _non_negative(name: str, value: str) -> int:
-    if not _COUNT.match(value):
-        raise BadRequest(f"{name}: must be a non-negative integer")
+def _count(name: str, value: str, *, least: int) -> int:
+    """A whole number from ``least`` up; the reason names the range the parameter takes."""
+    if not _COUNT.match(value) or int(value) < least:
+        kind = "a positive integer" if least == 1 else "a non-negative integer"
+        raise BadRequest(f"{name}: must be {kind}")
     return int(value)
 
 
