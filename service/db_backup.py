@@ -13,10 +13,11 @@ the copy has its file in the archive's copy.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+
+from service.dicom.archive import fsync_path
 
 
 class BackupFailed(RuntimeError):
@@ -39,22 +40,14 @@ def backup_sqlite(source: Path, destination: Path) -> int:
                 raise BackupFailed(f"the copy failed its integrity check: {check}")
             copy.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal beside it
             [instances] = copy.execute("SELECT count(*) FROM instances").fetchone()
-        _flush(partial)
+        fsync_path(partial)
         partial.rename(destination)
-        _flush(destination.parent)  # the rename, too, is on disk
+        fsync_path(destination.parent)  # the rename, too, is on disk
     except sqlite3.Error as exc:
         raise BackupFailed(f"the copy could not be made: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
     return int(instances)
-
-
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _connect(target: str | Path, *, uri: bool = False) -> sqlite3.Connection:

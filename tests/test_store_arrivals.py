@@ -53,14 +53,14 @@ def commits(loop_db: LoopDatabase, monkeypatch: pytest.MonkeyPatch) -> list[int]
 def synced_folders(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every folder fsynced by the archive, in order (files' fsyncs release their pages)."""
     seen: list[Path] = []
-    real = archive_module._fsync
+    real = archive_module.fsync_path
 
     def recorded(path: Path, *, release_pages: bool = False) -> None:
         if not release_pages:
             seen.append(path)
         real(path, release_pages=release_pages)
 
-    monkeypatch.setattr(archive_module, "_fsync", recorded)
+    monkeypatch.setattr(archive_module, "fsync_path", recorded)
     return seen
 
 

@@ -271,13 +271,13 @@ def test_with_other_requests_in_flight_a_worker_thread_finishes_the_body(
 
     monkeypatch.setattr(stow_endpoints, "requests_in_flight", in_flight)
     synced: list[Path] = []
-    real_fsync = archive_module._fsync
+    real_fsync = archive_module.fsync_path
 
     def fsync(path: Path, *, release_pages: bool = False) -> None:
         synced.append(path)
         real_fsync(path, release_pages=release_pages)
 
-    monkeypatch.setattr(archive_module, "_fsync", fsync)
+    monkeypatch.setattr(archive_module, "fsync_path", fsync)
     payload = to_bytes(make_cr(rows=256, columns=256))  # over the size a thread finishes
     assert len(payload) >= stow_endpoints._THREAD_FINISH_BYTES
     response = stow(client, integration_token, [payload])

@@ -156,7 +156,7 @@ class Archive:
         """Flush an incoming file's bytes to disk (before it is placed and indexed), then let
         its pages leave the page cache (``release_cached_pages``): its header is in memory."""
         if self.fsync and not received.synced:
-            _fsync(received.path, release_pages=True)
+            fsync_path(received.path, release_pages=True)
 
     def synced(self, received: ReceivedFile) -> ReceivedFile:
         """Flush an incoming file's bytes to disk now; return it marked so (``sync`` then has
@@ -180,14 +180,14 @@ class Archive:
             folders_to_sync.update(folders)
         elif self.fsync:
             for directory in folders:
-                _fsync(directory)
+                fsync_path(directory)
         return target
 
     def sync_folders(self, folders: set[Path]) -> None:
         """Fsync folders that ``place`` left to the caller."""
         if self.fsync:
             for directory in sorted(folders):
-                _fsync(directory)
+                fsync_path(directory)
 
     def sweep_incoming(self, older_than_s: float) -> int:
         """Delete incoming files untouched for ``older_than_s`` seconds; return how many.
@@ -223,7 +223,7 @@ class Archive:
         return [m.parent for m in missing]
 
 
-def _fsync(path: Path, *, release_pages: bool = False) -> None:
+def fsync_path(path: Path, *, release_pages: bool = False) -> None:
     """Fsync a file or a folder; ``release_pages``: then let the file's pages leave the page
     cache (its bytes are on disk and will be read rarely)."""
     fd = os.open(path, os.O_RDONLY)

@@ -348,13 +348,16 @@ def parse_frame_list(text: str, number_of_frames: int) -> list[int]:
     """Return 1-based frame numbers from ``1`` or ``1,3``; 400 if malformed or repeated (a
     short URL repeating one frame thousands of times asked for gigabytes), 404 if absent."""
     numbers: list[int] = []
+    listed: set[int] = set()
     for field in text.split(","):
         field = field.strip()
         if not field.isdigit() or int(field) < 1:
             raise BadRequest("frames must be a comma-separated list of frame numbers from 1")
-        if int(field) in numbers:
-            raise BadRequest(f"frame {int(field)} is listed more than once; list each frame once")
-        numbers.append(int(field))
+        number = int(field)
+        if number in listed:
+            raise BadRequest(f"frame {number} is listed more than once; list each frame once")
+        listed.add(number)
+        numbers.append(number)
     missing = [n for n in numbers if n > number_of_frames]
     if missing:
         raise NotFound(
