@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from service import health
 from service.analysis.wiring import start_analysis_services
@@ -19,6 +19,7 @@ from service.error_handlers import install_error_handlers
 from service.log_config import configure_logging, get_logger
 from service.loop_database import open_loop_database
 from service.middleware import RequestContextMiddleware
+from service.query_check import refuse_unknown_query_parameters
 from service.review.pages import create_pages_app
 from service.review.rendering import BASE as REVIEW_PAGES
 from service.review.view_files import ReviewViews
@@ -79,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/dicomweb")
     app.include_router(health.router)
     for router in api_routers:
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(
+            router, prefix="/api/v1", dependencies=[Depends(refuse_unknown_query_parameters)]
+        )
     # The review pages: their own app (cookie logins, HTML errors), outside the API schema.
     app.mount(REVIEW_PAGES, create_pages_app(app.state))
     return app

@@ -117,6 +117,23 @@ def test_admin_reads_the_log_newest_first_and_filters_by_study(
     assert [r["username"] for r in only_a] == ["svc-integration"]
 
 
+def test_a_filter_the_log_does_not_have_is_refused_not_ignored(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
+    # Ignored, `until` or `action` answered every row, as if the log had been filtered.
+    admin = bearer(tokens[Role.ADMIN])
+    for params in ({"until": "2020-01-01"}, {"action": "dicom.store", "limit": "5"}):
+        answer = client.get("/api/v1/access-log", params=params, headers=admin)
+        assert answer.status_code == 400, answer.text
+        name = next(iter(params))
+        assert answer.json()["detail"] == (
+            f"unknown query parameter '{name}'; this route takes: limit, offset, since, study, "
+            "username"
+        )
+    assert client.get("/api/v1/me", params={"x": "1"}, headers=admin).status_code == 400
+    assert client.get("/api/v1/access-log", params={"limit": "5"}, headers=admin).status_code == 200
+
+
 @pytest.mark.parametrize(
     "statement", ["UPDATE access_log SET username = 'someone else'", "DELETE FROM access_log"]
 )
